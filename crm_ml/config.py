@@ -1,0 +1,77 @@
+"""Settings: the only module that reads the environment.
+
+Values come from environment variables, then from an optional ``.env`` file in
+the working directory, then from the defaults below. Standard library only, so
+that the bot env can import it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal ``KEY=VALUE`` file, ignoring blanks and comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings of the whole project.
+
+    Attributes:
+        database_url: SQLAlchemy URL of the CRM (SQLite file by default).
+        datasets_dir: Folder holding the public datasets (see MANIFEST.md).
+        models_dir: Folder of trained artifacts and their metadata.
+        identity_secret: HMAC secret for signed identities (``CRM_IDENTITY_SECRET``).
+        telegram_token: Bot token for Telegram, empty when unused.
+        telegram_base_url: Bot API base URL in python-telegram-bot's form.
+        allow_download: Whether the loader may download missing datasets.
+    """
+
+    database_url: str
+    datasets_dir: Path
+    models_dir: Path
+    identity_secret: str = field(repr=False)
+    telegram_token: str = field(repr=False)
+    telegram_base_url: str
+    allow_download: bool
+
+
+def _get(env: dict[str, str], key: str, default: str) -> str:
+    return os.environ.get(key) or env.get(key) or default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the settings, read once per process."""
+    env = _read_dotenv(Path.cwd() / ".env")
+    default_db = f"sqlite:///{PROJECT_ROOT / 'var' / 'crm.db'}"
+    return Settings(
+        database_url=_get(env, "CRM_DATABASE_URL", default_db),
+        datasets_dir=Path(
+            _get(env, "CRM_DATASETS_DIR", str(PROJECT_ROOT.parent / "shared" / "datasets"))
+        ),
+        models_dir=Path(_get(env, "CRM_MODELS_DIR", str(PROJECT_ROOT / "models"))),
+        identity_secret=_get(env, "CRM_IDENTITY_SECRET", ""),
+        telegram_token=_get(env, "TELEGRAM_TOKEN", ""),
+        telegram_base_url=_get(env, "TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),
+        allow_download=_get(env, "CRM_ALLOW_DOWNLOAD", "1") not in {"0", "false", "no"},
+    )
