@@ -1,0 +1,143 @@
+"""``crm-ml``: the command-line tool of the CRM (app env).
+
+Examples::
+
+    crm-ml db upgrade          # create or migrate the CRM schema
+    crm-ml load                # load the public datasets (idempotent)
+    crm-ml stats               # row counts of the main tables
+    crm-ml train all           # train every model and write scores to the CRM
+    crm-ml report --format json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crm_ml.errors import CRMError
+
+app = typer.Typer(help="CRM data and models of the conversational CRM assistant.",
+                  no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create or migrate the CRM schema to REVISION (default: head)."""
+    from crm_ml.config import get_settings
+    from crm_ml.db import migrate
+
+    migrate.upgrade(revision=revision)
+    console.print(f"[green]database at revision {migrate.current()}[/] "
+                  f"({_safe_url(get_settings().database_url)})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the CRM database."""
+    from crm_ml.db import migrate
+
+    typer.echo(migrate.current() or "empty")
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def load(
+    only: str = typer.Option("all", help="all | retail | leads"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Load Online Retail II, Bank Marketing and X Education into the CRM.
+
+    Loading twice changes nothing: a dataset whose files were already loaded is
+    skipped. Each dataset is written in one transaction.
+    """
+    from crm_ml import loader
+    from crm_ml.db import migrate
+
+    migrate.upgrade()
+    what = ("retail", "leads") if only == "all" else (only,)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total or 1)
+            bar.update(tasks[task], completed=done if total else 1, total=total or 1)
+
+        summaries = loader.load_all(progress=progress, what=what)
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() | {"skipped": s.skipped} for s in summaries],
+                              indent=2))
+        return
+    for s in summaries:
+        _print_summary(s)
+
+
+def _print_summary(s: object) -> None:
+    from crm_ml.loader import LoadSummary
+
+    assert isinstance(s, LoadSummary)
+    state = "already loaded, nothing changed" if s.skipped else f"loaded in {s.seconds:.1f} s"
+    table = Table(title=f"{s.dataset}: {state}", show_header=True)
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    table.add_row("read", f"{s.rows_read:,}")
+    for key, value in s.kept.items():
+        table.add_row(f"kept: {key}", f"{value:,}")
+    for key, value in s.dropped.items():
+        table.add_row(f"dropped: {key}", f"{value:,}")
+    for key, value in s.facts.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    Console().print(table)
+
+
+@app.command()
+def stats() -> None:
+    """Print row counts of the main CRM tables."""
+    from crm_ml.loader import table_counts
+
+    for name, n in table_counts().items():
+        typer.echo(f"{name:<14}{n:>10,}")
+
+
+def _mount_model_commands() -> None:
+    """Add ``train`` and ``report`` from crm_ml.cli_models when present."""
+    try:
+        from crm_ml.cli_models import app as models_app
+    except ImportError:  # the models' CLI is optional while it is being built
+        return
+    for cmd in models_app.registered_commands:
+        app.registered_commands.append(cmd)
+
+
+_mount_model_commands()
+
+
+def main() -> None:
+    """Entry point of the ``crm-ml`` script; CRM errors end with a clear message."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except CRMError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
