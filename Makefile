@@ -1,0 +1,88 @@
+# The Makefile is the interface: `make demo` to try it, `make test` to prove it.
+# Everything the project needs is installed from here (uv, both environments).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY311 := $(shell scripts/find-python.sh 3.11)
+PY310 := $(shell scripts/find-python.sh 3.10)
+
+APP := .venv
+BOT := .venv-bot
+CRM := $(APP)/bin/crm-ml
+RASA := $(BOT)/bin/rasa
+RASA_MODEL := models/rasa/crm.tar.gz
+RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "installing uv (Python package installer) into ~/.local/bin"
+	python3 -m pip install --user --quiet uv
+
+uv: $(UV)
+
+$(APP)/.installed: requirements/app.txt pyproject.toml | $(UV)
+	@echo "app env ($(APP), Python 3.11+): crm_ml, actions, tests"
+	$(UV) venv --allow-existing -q -p $(PY311) $(APP)
+	$(UV) pip install -q -p $(APP) -r requirements/app.txt
+	$(UV) pip install -q -p $(APP) --no-deps -e .
+	@touch $@
+
+$(BOT)/.installed: requirements/bot.txt pyproject.toml | $(UV)
+	@echo "bot env ($(BOT), Python 3.10): rasa 3.6.21, python-telegram-bot"
+	$(UV) venv --allow-existing -q -p $(PY310) $(BOT)
+	$(UV) pip install -q -p $(BOT) -r requirements/bot.txt
+	$(UV) pip install -q -p $(BOT) --no-deps -e .
+	@touch $@
+
+install: $(APP)/.installed $(BOT)/.installed  ## Create both Python environments
+
+db: install  ## Create or migrate the CRM schema
+	$(CRM) db upgrade
+
+load: db  ## Load the public datasets into the CRM (idempotent)
+	$(CRM) load
+
+train-models: load  ## Train every crm_ml model and write scores to the CRM
+	@if $(CRM) --help | grep -q " train "; then $(CRM) train all; else echo "crm-ml train not available yet"; fi
+
+$(RASA_MODEL): $(RASA_INPUTS) $(BOT)/.installed
+	@mkdir -p models/rasa
+	$(RASA) train --fixed-model-name crm --out models/rasa --quiet
+
+train: install $(RASA_MODEL)  ## Train the Rasa model (models/rasa/crm.tar.gz)
+
+run: ## Start Rasa, the action server (and console) in the foreground; Ctrl-C stops all
+	scripts/run.sh
+
+demo: train load train-models  ## Set up what is missing, then start everything
+	scripts/run.sh
+
+test: install load train  ## Run every test
+	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## Tests without the slow and end-to-end ones
+	$(APP)/bin/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+lint: install  ## Ruff over the code
+	$(APP)/bin/ruff check crm_ml actions bot tests
+
+report: train-models  ## Held-out metrics of every model (reports/)
+	$(CRM) report
+
+bench:  ## Benchmarks (bench/results.json)
+	@echo "make bench: not built yet (issue 6)"; exit 1
+
+lock: | $(UV)  ## Re-pin requirements/*.txt from requirements/*.in
+	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements/app.txt
+	$(UV) pip compile -q -p 3.10 requirements/bot.in -o requirements/bot.txt
+
+clean:  ## Remove environments, database and trained models
+	rm -rf $(APP) $(BOT) var models/rasa models/*/ .pytest_cache

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Start every process of the assistant in the foreground; Ctrl-C stops them all.
+# Ports (contract): Rasa 5005, action server 5055, console 8000, on loopback
+# unless CRM_HOST says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HOST="${CRM_HOST:-127.0.0.1}"
+RASA_PORT="${RASA_PORT:-5005}"
+ACTIONS_PORT="${ACTIONS_PORT:-5055}"
+MODEL="${RASA_MODEL:-models/rasa/crm.tar.gz}"
+mkdir -p var/log
+
+if [ ! -f "$MODEL" ]; then
+  echo "No trained Rasa model at $MODEL: run 'make demo' (or 'make train') first." >&2
+  exit 1
+fi
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+.venv/bin/python -m rasa_sdk --actions actions --port "$ACTIONS_PORT" \
+  > >(tee var/log/actions.log | sed 's/^/[actions] /') 2>&1 &
+pids+=($!)
+
+.venv-bot/bin/rasa run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
+  --interface "$HOST" --port "$RASA_PORT" --cors "*" --enable-api \
+  > >(tee var/log/rasa.log | sed 's/^/[rasa] /') 2>&1 &
+pids+=($!)
+
+printf 'waiting for Rasa to load the model'
+for _ in $(seq 1 180); do
+  if curl -sf "http://$HOST:$RASA_PORT/" >/dev/null 2>&1; then break; fi
+  printf '.'; sleep 1
+done
+echo
+if ! curl -sf "http://$HOST:$RASA_PORT/" >/dev/null 2>&1; then
+  echo "Rasa did not start; see var/log/rasa.log" >&2; exit 1
+fi
+cat <<MSG
+
+  The assistant is up.
+  Chat from this terminal:
+    curl -s http://$HOST:$RASA_PORT/webhooks/rest/webhook -H 'Content-Type: application/json' \\
+      -d '{"sender": "me", "message": "how many customers do we have"}'
+  Rasa REST channel:  http://$HOST:$RASA_PORT/webhooks/rest/webhook
+  Action server:      http://$HOST:$ACTIONS_PORT/health
+  Press Ctrl-C to stop everything.
+
+MSG
+wait -n "${pids[@]}"

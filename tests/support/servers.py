@@ -1,0 +1,108 @@
+"""Start the real Rasa server and action server on loopback for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_PY = ROOT / ".venv" / "bin" / "python"
+BOT_RASA = ROOT / ".venv-bot" / "bin" / "rasa"
+RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    """Wait until ``url`` answers 200, failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Stack:
+    """A running assistant: its REST URL and the processes behind it."""
+
+    rasa_url: str
+    actions_url: str
+    workdir: Path
+    rasa: subprocess.Popen
+    actions: subprocess.Popen
+
+    def say(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+        body = {"sender": sender, "message": text}
+        if metadata is not None:
+            body["metadata"] = metadata
+        r = httpx.post(f"{self.rasa_url}/webhooks/rest/webhook", json=body, timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+
+def start_actions(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(APP_PY), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=60)
+    return proc
+
+
+@contextmanager
+def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = None,
+              model: Path = RASA_MODEL) -> Iterator[Stack]:
+    """Run Rasa and the action server against the CRM at ``crm_url``."""
+    if not model.is_file():
+        raise FileNotFoundError(f"{model} missing: run `make train` first")
+    rasa_port, actions_port = free_port(), free_port()
+    env = {**os.environ, "CRM_DATABASE_URL": crm_url, **(extra_env or {})}
+    endpoints = workdir / "endpoints.yml"
+    endpoints.write_text(
+        f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+        f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{workdir / "tracker.db"}"\n'
+    )
+    actions_log, rasa_log = workdir / "actions.log", workdir / "rasa.log"
+    actions = start_actions(actions_port, env, actions_log)
+    rasa = subprocess.Popen(
+        [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
+         "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
+         "--port", str(rasa_port), "--enable-api"],
+        cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, rasa_log)
+        yield Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
+                    workdir, rasa, actions)
+    finally:
+        stop(rasa)
+        stop(actions)
