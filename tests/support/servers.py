@@ -99,10 +99,12 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
          "--port", str(rasa_port), "--enable-api"],
         cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
     )
+    stack = Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
+                  workdir, rasa, actions)
     try:
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, rasa_log)
-        yield Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
-                    workdir, rasa, actions)
+        yield stack
     finally:
-        stop(rasa)
-        stop(actions)
+        # Tests may restart a process: stop whatever the stack holds now.
+        stop(stack.rasa)
+        stop(stack.actions)
