@@ -4,4 +4,4 @@ The rasa-sdk executor imports this package and registers every concrete
 ``Action`` subclass it finds in the modules below.
 """
 
-from actions import customers  # noqa: F401
+from actions import customers, handoff  # noqa: F401

@@ -44,6 +44,10 @@ class Settings:
         telegram_token: Bot token for Telegram, empty when unused.
         telegram_base_url: Bot API base URL in python-telegram-bot's form.
         allow_download: Whether the loader may download missing datasets.
+        support_hours: When human agents work, e.g. ``Mon-Fri 08:00-20:00`` or ``always``.
+        timezone: IANA time zone of the support hours.
+        rasa_url: Where the console reaches the Rasa server.
+        console_secret: Key that signs console sessions.
     """
 
     database_url: str
@@ -53,6 +57,10 @@ class Settings:
     telegram_token: str = field(repr=False)
     telegram_base_url: str
     allow_download: bool
+    support_hours: str = "Mon-Fri 08:00-20:00"
+    timezone: str = "Europe/London"
+    rasa_url: str = "http://127.0.0.1:5005"
+    console_secret: str = field(default="", repr=False)
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -74,4 +82,8 @@ def get_settings() -> Settings:
         telegram_token=_get(env, "TELEGRAM_TOKEN", ""),
         telegram_base_url=_get(env, "TELEGRAM_BASE_URL", "https://api.telegram.org/bot"),
         allow_download=_get(env, "CRM_ALLOW_DOWNLOAD", "1") not in {"0", "false", "no"},
+        support_hours=_get(env, "CRM_SUPPORT_HOURS", "Mon-Fri 08:00-20:00"),
+        timezone=_get(env, "CRM_TIMEZONE", "Europe/London"),
+        rasa_url=_get(env, "CRM_RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
+        console_secret=_get(env, "CRM_CONSOLE_SECRET", ""),
     )

@@ -314,6 +314,18 @@ class DataLoad(Base):
     loaded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
+class Agent(Base):
+    """A human support agent who answers escalated conversations."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
 class AuditLog(Base):
     """Who changed what, and when."""
 

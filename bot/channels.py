@@ -1,0 +1,231 @@
+"""Input channels of the Rasa server (bot env).
+
+* ``CRMRestInput`` (name ``rest``, ``POST /webhooks/rest/webhook``): Rasa's REST
+  channel with checked input (a clear 400 for a malformed payload instead of a
+  500) and an outbox: REST cannot push, so messages a human agent sent while
+  the conversation was handed over are returned with the customer's next
+  request, before the bot's own replies.
+* ``HandoffInput`` (name ``handoff``): the agent side of a handoff, called by
+  the console: ``POST /webhooks/handoff/reply`` delivers an agent's message on
+  the customer's own channel, ``POST /webhooks/handoff/resume`` hands the
+  conversation back to the bot, which says so. Requests are signed:
+  header ``X-CRM-Signature`` = hex HMAC-SHA256 of the raw body under
+  ``CRM_IDENTITY_SECRET``.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+from asyncio import CancelledError
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+from rasa.core.channels.channel import (
+    CollectingOutputChannel,
+    InputChannel,
+    OutputChannel,
+    UserMessage,
+)
+from rasa.core.channels.rest import RestInput
+from rasa.shared.core.events import BotUttered, ConversationResumed, SlotSet
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from crm_ml.config import get_settings
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_SLOT = "handoff_outbox"
+MAX_MESSAGE_CHARS = 5000
+MAX_SENDER_CHARS = 128
+NO_PUSH_CHANNELS = {None, "rest", "cmdline", "callback"}
+
+
+def bad_request(reason: Text) -> HTTPResponse:
+    return response.json({"error": "bad_request", "reason": reason}, status=400)
+
+
+def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
+    """Check a REST message payload; raise ValueError with a reason a client can act on."""
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the body must be UTF-8 JSON") from None
+    if not isinstance(payload, dict):
+        raise ValueError("the body must be a JSON object")
+    sender, text = payload.get("sender", "default"), payload.get("message")
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+        raise ValueError(f"'sender' must be a non-empty string of at most "
+                         f"{MAX_SENDER_CHARS} characters")
+    if not isinstance(text, str):
+        raise ValueError("'message' must be a string")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"'message' is longer than {MAX_MESSAGE_CHARS} characters")
+    metadata = payload.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError("'metadata' must be a JSON object")
+    clean = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+    return {"sender": sender.strip(), "message": clean, "metadata": metadata}
+
+
+async def _with_tracker(app: Any, sender_id: Text,
+                        change: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``change(tracker)`` under the conversation lock and save the tracker."""
+    agent = app.ctx.agent
+    async with agent.lock_store.lock(sender_id):
+        tracker = await agent.processor.get_tracker(sender_id)
+        result = await change(tracker)
+        await agent.processor.save_tracker(tracker)
+    return result
+
+
+def _output_channel(app: Any, name: Optional[Text]) -> Optional[OutputChannel]:
+    if name in NO_PUSH_CHANNELS:
+        return None
+    for channel in getattr(app.ctx, "input_channels", None) or []:
+        if channel.name() == name:
+            return channel.get_output_channel()
+    return None
+
+
+async def deliver(app: Any, tracker: Any, text: Text, metadata: Dict[Text, Any]) -> Text:
+    """Send ``text`` to the customer on their channel, or queue it in the REST outbox.
+
+    Returns:
+        ``pushed`` or ``queued``.
+    """
+    tracker.update(BotUttered(text, metadata=metadata))
+    output = _output_channel(app, tracker.get_latest_input_channel())
+    if output is not None:
+        try:
+            await output.send_text_message(tracker.sender_id, text)
+            return "pushed"
+        except Exception:  # noqa: BLE001 - fall back to the outbox, never lose it
+            logger.exception("push to %s failed; queued instead",
+                             tracker.get_latest_input_channel())
+    outbox = list(tracker.get_slot(OUTBOX_SLOT) or [])
+    outbox.append({"text": text, **metadata})
+    tracker.update(SlotSet(OUTBOX_SLOT, outbox))
+    return "queued"
+
+
+class CRMRestInput(RestInput):
+    """Rasa's REST channel with input checks and the handoff outbox."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]
+                  ) -> Blueprint:
+        hook = Blueprint("crm_rest_webhook", __name__)
+
+        @hook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @hook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            try:
+                payload = parse_rest_payload(request.body or b"")
+            except ValueError as exc:
+                return bad_request(str(exc))
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(UserMessage(
+                    payload["message"], collector, payload["sender"],
+                    input_channel=self.name(), metadata=payload["metadata"]))
+            except CancelledError:
+                logger.error("REST message timed out")
+            except Exception:  # noqa: BLE001 - answer politely, keep the conversation
+                logger.exception("REST message failed")
+                collector.messages.append({
+                    "recipient_id": payload["sender"],
+                    "text": "Sorry, something went wrong on our side. Please try again "
+                            "in a moment; nothing you said is lost.",
+                })
+            queued = await self._drain_outbox(request.app, payload["sender"])
+            return response.json(queued + collector.messages)
+
+        return hook
+
+    @staticmethod
+    async def _drain_outbox(app: Any, sender_id: Text) -> List[Dict[Text, Any]]:
+        async def take(tracker: Any) -> List[Dict[Text, Any]]:
+            items = list(tracker.get_slot(OUTBOX_SLOT) or [])
+            if items:
+                tracker.update(SlotSet(OUTBOX_SLOT, None))
+            return items
+
+        try:
+            items = await _with_tracker(app, sender_id, take)
+        except Exception:  # noqa: BLE001 - the outbox stays for the next request
+            logger.exception("could not read the outbox")
+            return []
+        return [{"recipient_id": sender_id, **item} for item in items]
+
+
+def _verify(request: Request) -> Optional[Dict[Text, Any]]:
+    secret = get_settings().identity_secret
+    signature = request.headers.get("X-CRM-Signature", "")
+    if not secret or not signature:
+        return None
+    expected = hmac.new(secret.encode(), request.body or b"", hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature.lower()):
+        return None
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, TypeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+class HandoffInput(InputChannel):
+    """The agent's side of a handoff (called by the console, signed)."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "handoff"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]
+                  ) -> Blueprint:
+        hook = Blueprint("crm_handoff_webhook", __name__)
+
+        @hook.route("/reply", methods=["POST"])
+        async def reply(request: Request) -> HTTPResponse:
+            payload = _verify(request)
+            if payload is None:
+                return response.json({"error": "forbidden"}, status=403)
+            sender, text = payload.get("sender_id"), payload.get("text")
+            agent_name = payload.get("agent") or "agent"
+            if not isinstance(sender, str) or not isinstance(text, str) or not text.strip():
+                return bad_request("'sender_id' and a non-empty 'text' are required")
+
+            async def send(tracker: Any) -> Text:
+                return await deliver(request.app, tracker, text[:MAX_MESSAGE_CHARS],
+                                     {"agent": str(agent_name)[:64]})
+
+            status = await _with_tracker(request.app, sender, send)
+            return response.json({"status": status})
+
+        @hook.route("/resume", methods=["POST"])
+        async def resume(request: Request) -> HTTPResponse:
+            payload = _verify(request)
+            if payload is None:
+                return response.json({"error": "forbidden"}, status=403)
+            sender = payload.get("sender_id")
+            if not isinstance(sender, str):
+                return bad_request("'sender_id' is required")
+            domain = request.app.ctx.agent.domain
+            back = (domain.responses.get("utter_back_from_agent") or [{}])[0].get(
+                "text", "I'm back. How else can I help?")
+
+            async def hand_back(tracker: Any) -> Text:
+                tracker.update(ConversationResumed())
+                return await deliver(request.app, tracker, back, {"bot": "resumed"})
+
+            status = await _with_tracker(request.app, sender, hand_back)
+            return response.json({"status": status})
+
+        return hook

@@ -1,0 +1,160 @@
+"""NLU graph components (bot env): sentiment on every message, out-of-scope as fallback.
+
+No ``from __future__ import annotations`` here: Rasa's graph validation reads
+the real annotations of ``train``/``process``.
+"""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.extractors.extractor import EntityExtractorMixin
+from rasa.shared.nlu.constants import (
+    ENTITIES,
+    ENTITY_ATTRIBUTE_CONFIDENCE,
+    ENTITY_ATTRIBUTE_END,
+    ENTITY_ATTRIBUTE_START,
+    ENTITY_ATTRIBUTE_TYPE,
+    ENTITY_ATTRIBUTE_VALUE,
+    EXTRACTOR,
+    INTENT,
+    INTENT_NAME_KEY,
+    INTENT_RANKING_KEY,
+    PREDICTED_CONFIDENCE_KEY,
+    TEXT,
+)
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from crm_ml import registry, sentiment_infer
+
+logger = logging.getLogger(__name__)
+
+SENTIMENT_ENTITY = "sentiment"
+NEUTRAL = ("neutral", 0.0)
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True
+)
+class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
+    """Adds the entity ``sentiment`` (negative/neutral/positive, with confidence).
+
+    At training time the latest sentiment artifact of crm_ml's registry is copied
+    into the Rasa model, so a trained Rasa model is self-contained. Inference
+    uses :mod:`crm_ml.sentiment_infer` (numpy only).
+    """
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"models_dir": None, "model_name": "sentiment"}
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage,
+                 resource: Resource, model: Optional[Any] = None) -> None:
+        self._config = config
+        self._storage = model_storage
+        self._resource = resource
+        self._model = model
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
+               resource: Resource, execution_context: ExecutionContext) -> "SentimentAnalyzer":
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Copy the latest sentiment artifact into the Rasa model."""
+        models_dir = self._config.get("models_dir")
+        info = registry.latest(self._config["model_name"],
+                               models_dir=Path(models_dir) if models_dir else None)
+        source = info.path if info else None
+        if source is None:
+            raise RuntimeError(
+                "No sentiment model found: run `crm-ml train sentiment` before `rasa train`."
+            )
+        with self._storage.write_to(self._resource) as folder:
+            for item in Path(source).iterdir():
+                if item.is_file() and item.name != "model.joblib":
+                    shutil.copy2(item, folder / item.name)
+            (folder / "source.json").write_text(json.dumps({"path": str(source)}))
+        return self._resource
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "SentimentAnalyzer":
+        try:
+            with model_storage.read_from(resource) as folder:
+                model = sentiment_infer.SentimentModel.load(folder)
+        except (ValueError, FileNotFoundError, OSError):
+            logger.exception("sentiment model missing from the Rasa model; all neutral")
+            model = None
+        return cls(config, model_storage, resource, model)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Add the sentiment entity to every message."""
+        texts = [m.get(TEXT) or "" for m in messages]
+        if self._model is not None and texts:
+            predictions = self._model.predict(texts)
+        else:
+            predictions = [NEUTRAL] * len(texts)
+        for message, text, (label, confidence) in zip(messages, texts, predictions):
+            entity = {
+                ENTITY_ATTRIBUTE_TYPE: SENTIMENT_ENTITY,
+                ENTITY_ATTRIBUTE_VALUE: label,
+                ENTITY_ATTRIBUTE_CONFIDENCE: float(round(confidence, 4)),
+                ENTITY_ATTRIBUTE_START: 0,
+                ENTITY_ATTRIBUTE_END: len(text),
+                EXTRACTOR: self.__class__.__name__,
+            }
+            others = [e for e in message.get(ENTITIES, [])
+                      if e.get(ENTITY_ATTRIBUTE_TYPE) != SENTIMENT_ENTITY]
+            message.set(ENTITIES, others + [entity], add_to_output=True)
+        return messages
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
+)
+class OutOfScopeToFallback(GraphComponent):
+    """Renames the intent ``out_of_scope`` to ``nlu_fallback`` (DESIGN.md contract).
+
+    The classifier learns ``out_of_scope`` from CLINC150's out-of-scope examples;
+    downstream, out-of-scope text must end in ``nlu_fallback``.
+    """
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"source_intent": "out_of_scope", "target_intent": "nlu_fallback"}
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self._source = config["source_intent"]
+        self._target = config["target_intent"]
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
+               resource: Resource, execution_context: ExecutionContext
+               ) -> "OutOfScopeToFallback":
+        return cls(config)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            intent = message.get(INTENT) or {}
+            if intent.get(INTENT_NAME_KEY) == self._source:
+                message.set(INTENT, {INTENT_NAME_KEY: self._target,
+                                     PREDICTED_CONFIDENCE_KEY:
+                                         intent.get(PREDICTED_CONFIDENCE_KEY, 1.0)},
+                            add_to_output=True)
+                ranking = message.get(INTENT_RANKING_KEY) or []
+                for item in ranking:
+                    if item.get(INTENT_NAME_KEY) == self._source:
+                        item[INTENT_NAME_KEY] = self._target
+                message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+        return messages

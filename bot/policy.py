@@ -1,0 +1,130 @@
+"""EscalationPolicy: decides when a customer's conversation goes to a human.
+
+Right after a customer's message, it predicts ``action_handoff`` (with full
+confidence and a priority above the rule policy) when:
+
+* the customer asks for a person (intent ``contact_human_agent``);
+* the message is negative with a confidence of at least ``negative_threshold``;
+* this message and the one before are both negative (``negative_streak``);
+* this message and the one before both ended in ``nlu_fallback``.
+
+Only turns since the conversation last resumed count, and staff (signed as
+rep, manager or agent) are never escalated. The reason goes to the slot
+``handoff_reason`` for the action to record. No ``from __future__`` import:
+Rasa reads the real annotations.
+"""
+
+import logging
+from typing import Any, Dict, List, Optional, Text, Tuple
+
+from rasa.core.policies.policy import Policy, PolicyPrediction
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ConversationResumed, SlotSet, UserUttered
+from rasa.shared.core.generator import TrackerWithCachedStates
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from crm_ml.config import get_settings
+from crm_ml.identity import from_metadata
+
+logger = logging.getLogger(__name__)
+
+HANDOFF_ACTION = "action_handoff"
+REASON_SLOT = "handoff_reason"
+
+
+def sentiment_of(event: UserUttered) -> Tuple[Optional[str], float]:
+    """The sentiment entity of a user message, if any."""
+    for entity in event.entities or []:
+        if entity.get("entity") == "sentiment":
+            return entity.get("value"), float(entity.get("confidence") or 0.0)
+    return None, 0.0
+
+
+def recent_user_turns(tracker: DialogueStateTracker, n: int = 2) -> List[UserUttered]:
+    """The last ``n`` user messages since the conversation last resumed, newest first."""
+    turns: List[UserUttered] = []
+    for event in reversed(tracker.events):
+        if isinstance(event, ConversationResumed):
+            break
+        if isinstance(event, UserUttered):
+            turns.append(event)
+            if len(turns) == n:
+                break
+    return turns
+
+
+def escalation_reason(turns: List[UserUttered], threshold: float,
+                      human_intent: Text = "contact_human_agent") -> Optional[Text]:
+    """Why these turns (newest first) call for a human, or None."""
+    if not turns:
+        return None
+    latest = turns[0]
+    if latest.intent_name == human_intent:
+        return "asked for a human"
+    label, confidence = sentiment_of(latest)
+    if label == "negative" and confidence >= threshold:
+        return "very negative message"
+    if len(turns) > 1:
+        previous = turns[1]
+        if label == "negative" and sentiment_of(previous)[0] == "negative":
+            return "two negative messages in a row"
+        if latest.intent_name == "nlu_fallback" and previous.intent_name == "nlu_fallback":
+            return "two misunderstandings in a row"
+    return None
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT], is_trainable=True
+)
+class EscalationPolicy(Policy):
+    """Hands upset or stuck customers to a human (see module docstring)."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"priority": 7, "negative_threshold": 0.85, "action": HANDOFF_ACTION}
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage,
+                 resource: Resource, execution_context: ExecutionContext,
+                 featurizer: Optional[Any] = None) -> None:
+        super().__init__(config, model_storage, resource, execution_context, featurizer)
+        self._secret = get_settings().identity_secret
+
+    def train(self, training_trackers: List[TrackerWithCachedStates], domain: Domain,
+              **kwargs: Any) -> Resource:
+        """Nothing to learn: the rules are in the configuration."""
+        return self._resource
+
+    def predict_action_probabilities(self, tracker: DialogueStateTracker, domain: Domain,
+                                     rule_only_data: Optional[Dict[Text, Any]] = None,
+                                     **kwargs: Any) -> PolicyPrediction:
+        nothing = self._prediction(self._default_predictions(domain))
+        if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.is_paused():
+            return nothing
+        turns = recent_user_turns(tracker)
+        if not turns:
+            return nothing
+        identity = from_metadata(turns[0].metadata, self._secret)
+        if identity.is_staff:
+            return nothing
+        reason = escalation_reason(turns, float(self.config["negative_threshold"]))
+        action = self.config["action"]
+        if reason is None or action not in domain.action_names_or_texts:
+            return nothing
+        probabilities = self._default_predictions(domain)
+        probabilities[domain.index_for_action(action)] = 1.0
+        logger.debug("escalating %s: %s", tracker.sender_id, reason)
+        return self._prediction(probabilities,
+                                optional_events=[SlotSet(REASON_SLOT, reason)])
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "EscalationPolicy":
+        return cls(config, model_storage, resource, execution_context)
+
+    def persist(self) -> None:
+        """Nothing to persist."""

@@ -1,0 +1,1 @@
+"""The console (app env): the agents' handoff API and, later, its pages."""

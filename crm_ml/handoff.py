@@ -1,0 +1,299 @@
+"""Escalation to a human agent: the CRM side of the lifecycle in DESIGN.md.
+
+The bot decides *when* (bot/policy.py); the action records the escalation with
+its context here (:func:`open_escalation`) and pauses the conversation, or,
+outside support hours or with no agent online, opens a ticket and tells the
+customer when to expect an answer. Agents list, read, answer and resolve
+escalations through the console API, which calls the functions below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from crm_ml.config import get_settings
+from crm_ml.db import models as m
+from crm_ml.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+AGENT_ONLINE_WINDOW = dt.timedelta(minutes=5)
+_DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+_HOURS_RE = re.compile(r"^(\w{3})-(\w{3})\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, as stored in the CRM."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class SupportHours:
+    """Weekly opening hours of the human support desk, in one time zone."""
+
+    first_day: int
+    last_day: int
+    opens: dt.time
+    closes: dt.time
+    tz: ZoneInfo
+    always: bool = False
+
+    @classmethod
+    def parse(cls, spec: str, tz: str) -> SupportHours:
+        """Parse ``Mon-Fri 08:00-20:00`` (or ``always``) in time zone ``tz``."""
+        zone = ZoneInfo(tz)
+        if spec.strip().lower() in {"always", "24/7"}:
+            return cls(0, 6, dt.time(0), dt.time(23, 59), zone, always=True)
+        match = _HOURS_RE.match(spec.strip())
+        if not match:
+            raise ValueError(f"support hours {spec!r}: expected e.g. 'Mon-Fri 08:00-20:00'")
+        d1, d2, h1, m1, h2, m2 = match.groups()
+        return cls(_DAYS.index(d1.title()), _DAYS.index(d2.title()),
+                   dt.time(int(h1), int(m1)), dt.time(int(h2), int(m2)), zone)
+
+    def is_open(self, when_utc: dt.datetime) -> bool:
+        """Whether the desk is open at ``when_utc`` (naive UTC)."""
+        if self.always:
+            return True
+        local = when_utc.replace(tzinfo=dt.UTC).astimezone(self.tz)
+        return (self.first_day <= local.weekday() <= self.last_day
+                and self.opens <= local.time() < self.closes)
+
+    def next_opening(self, when_utc: dt.datetime) -> dt.datetime:
+        """The next time the desk opens after ``when_utc``, in the desk's time zone."""
+        local = when_utc.replace(tzinfo=dt.UTC).astimezone(self.tz)
+        for days in range(0, 8):
+            day = (local + dt.timedelta(days=days)).date()
+            start = dt.datetime.combine(day, self.opens, tzinfo=self.tz)
+            if self.first_day <= day.weekday() <= self.last_day and start > local:
+                return start
+        return local
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a human can take the conversation now, and if not, when."""
+
+    available: bool
+    reason: str  # "open" | "closed" | "no_agent_online"
+    next_opening: dt.datetime | None
+
+    def expectation(self) -> str:
+        """When the customer can expect an answer, in words."""
+        if self.available:
+            return "A colleague will be with you in a few minutes."
+        if self.reason == "no_agent_online" or self.next_opening is None:
+            return "All our colleagues are busy right now; one will reply within 4 hours."
+        when = self.next_opening
+        return (f"Our team is back on {when:%A} at {when:%H:%M} ({when.tzname()}) "
+                "and will reply then.")
+
+
+def support_hours() -> SupportHours:
+    """The configured support hours."""
+    settings = get_settings()
+    return SupportHours.parse(settings.support_hours, settings.timezone)
+
+
+def agents_online(*, session: Session, now: dt.datetime | None = None) -> int:
+    """How many agents were seen in the console in the last few minutes."""
+    now = now or utcnow()
+    return session.scalar(
+        select(func.count()).select_from(m.Agent)
+        .where(m.Agent.last_seen_at >= now - AGENT_ONLINE_WINDOW)
+    ) or 0
+
+
+def availability(*, session: Session, now: dt.datetime | None = None) -> Availability:
+    """Whether an escalation can be answered live now."""
+    now = now or utcnow()
+    hours = support_hours()
+    if not hours.is_open(now):
+        return Availability(False, "closed", hours.next_opening(now))
+    if agents_online(session=session, now=now) == 0:
+        return Availability(False, "no_agent_online", None)
+    return Availability(True, "open", None)
+
+
+def ensure_agent(*, session: Session, agent_id: int) -> m.Agent:
+    """Return agent ``agent_id``, creating a placeholder (no console login) if missing."""
+    agent = session.get(m.Agent, agent_id)
+    if agent is None:
+        agent = m.Agent(id=agent_id, username=f"agent{agent_id}", name=f"Agent {agent_id}",
+                        password_hash="!")
+        session.add(agent)
+        session.flush()
+    return agent
+
+
+def mark_agent_seen(*, session: Session, agent_id: int, now: dt.datetime | None = None) -> None:
+    """Record that an agent is at the console (heartbeat)."""
+    session.execute(update(m.Agent).where(m.Agent.id == agent_id)
+                    .values(last_seen_at=now or utcnow()))
+
+
+def customer_profile(*, session: Session, customer_id: int | None) -> dict[str, Any]:
+    """The context an agent needs: segment, churn risk, value, recent orders, tickets."""
+    if customer_id is None:
+        return {"customer_id": None, "verified": False}
+    customer = session.get(m.Customer, customer_id)
+    if customer is None:
+        return {"customer_id": customer_id, "verified": False}
+    segment = session.get(m.Segment, customer_id)
+    churn = session.get(m.ChurnScore, customer_id)
+    value = session.scalar(select(func.coalesce(func.sum(m.Order.total), 0))
+                           .where(m.Order.customer_id == customer_id)) or 0
+    orders = session.execute(
+        select(m.Order.id, m.Order.invoiced_at, m.Order.status, m.Order.total, m.Order.kind)
+        .where(m.Order.customer_id == customer_id)
+        .order_by(m.Order.invoiced_at.desc()).limit(5)
+    ).all()
+    tickets = session.execute(
+        select(m.Ticket.id, m.Ticket.kind, m.Ticket.subject, m.Ticket.created_at)
+        .where(m.Ticket.customer_id == customer_id, m.Ticket.status == "open")
+        .order_by(m.Ticket.created_at.desc()).limit(5)
+    ).all()
+    return {
+        "customer_id": customer_id,
+        "verified": True,
+        "name": customer.name,
+        "country": customer.country,
+        "segment": segment.rfm_segment if segment else None,
+        "churn_risk": round(churn.probability, 3) if churn else None,
+        "lifetime_value": round(float(value), 2),
+        "recent_orders": [
+            {"id": o.id, "date": o.invoiced_at.date().isoformat(), "status": o.status,
+             "total": float(o.total), "kind": o.kind} for o in orders
+        ],
+        "open_tickets": [
+            {"id": t.id, "kind": t.kind, "subject": t.subject,
+             "created_at": t.created_at.isoformat(timespec="minutes")} for t in tickets
+        ],
+    }
+
+
+def open_ticket(*, session: Session, kind: str, subject: str, body: str = "",
+                customer_id: int | None = None, sender_id: str | None = None,
+                order_id: str | None = None, actor: str = "bot") -> m.Ticket:
+    """Open a support ticket and audit it."""
+    ticket = m.Ticket(kind=kind, subject=subject[:200], body=body, customer_id=customer_id,
+                      sender_id=sender_id, order_id=order_id, status="open",
+                      created_at=utcnow())
+    session.add(ticket)
+    session.flush()
+    audit(session=session, actor=actor, action="open_ticket", entity="tickets",
+          entity_id=str(ticket.id), details={"kind": kind})
+    return ticket
+
+
+def audit(*, session: Session, actor: str, action: str, entity: str,
+          entity_id: str | None = None, details: dict[str, Any] | None = None) -> None:
+    """Write one audit log entry in the caller's transaction."""
+    session.add(m.AuditLog(actor=actor, action=action, entity=entity, entity_id=entity_id,
+                           details=details or {}, at=utcnow()))
+
+
+@dataclass(frozen=True)
+class EscalationOutcome:
+    """What happened to an escalation request."""
+
+    escalation_id: int
+    live: bool  # an agent takes it now (conversation paused)
+    ticket_id: int | None
+    expectation: str
+
+
+def open_escalation(*, session: Session, sender_id: str, channel: str, reason: str,
+                    transcript: list[dict[str, Any]], sentiment_history: list[dict[str, Any]],
+                    customer_id: int | None, now: dt.datetime | None = None
+                    ) -> EscalationOutcome:
+    """Record an escalation with its context; open a ticket when nobody can take it live.
+
+    An open escalation of the same conversation is reused rather than duplicated.
+    """
+    now = now or utcnow()
+    avail = availability(session=session, now=now)
+    profile = customer_profile(session=session, customer_id=customer_id)
+    latest = sentiment_history[-1]["sentiment"] if sentiment_history else None
+    existing = session.scalar(
+        select(m.Escalation).where(m.Escalation.sender_id == sender_id,
+                                   m.Escalation.status.in_(["open", "ticket"]))
+    )
+    esc = existing or m.Escalation(sender_id=sender_id, channel=channel, created_at=now)
+    esc.customer_id = customer_id
+    esc.reason = reason
+    esc.sentiment = latest
+    esc.transcript = transcript
+    esc.sentiment_history = sentiment_history
+    esc.context = profile
+    esc.status = "open" if avail.available else "ticket"
+    if existing is None:
+        session.add(esc)
+    session.flush()
+    ticket_id = None
+    if not avail.available:
+        ticket = open_ticket(
+            session=session, kind="handoff", customer_id=customer_id, sender_id=sender_id,
+            subject=f"Callback needed: {reason}",
+            body=f"Escalation {esc.id} on {channel} while {avail.reason}.",
+        )
+        ticket_id = ticket.id
+    audit(session=session, actor=sender_id, action="escalate", entity="escalations",
+          entity_id=str(esc.id), details={"reason": reason, "live": avail.available})
+    return EscalationOutcome(esc.id, avail.available, ticket_id, avail.expectation())
+
+
+_ANGER = case((m.Escalation.sentiment == "negative", 0), else_=1)
+
+
+def list_escalations(*, session: Session, status: str = "open") -> list[m.Escalation]:
+    """Escalations with ``status``, newest and angriest first."""
+    return list(session.scalars(
+        select(m.Escalation).where(m.Escalation.status == status)
+        .order_by(_ANGER, m.Escalation.created_at.desc(), m.Escalation.id.desc())
+    ))
+
+
+def get_escalation(*, session: Session, escalation_id: int) -> m.Escalation:
+    """One escalation.
+
+    Raises:
+        NotFound: no such escalation.
+    """
+    esc = session.get(m.Escalation, escalation_id)
+    if esc is None:
+        raise NotFound(f"escalation {escalation_id}")
+    return esc
+
+
+def conversation(*, session: Session, sender_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The stored messages of a conversation, oldest first (the live transcript)."""
+    rows = session.execute(
+        select(m.Interaction.direction, m.Interaction.text, m.Interaction.sentiment,
+               m.Interaction.intent, m.Interaction.created_at, m.Interaction.kind)
+        .where(m.Interaction.sender_id == sender_id)
+        .order_by(m.Interaction.created_at.desc(), m.Interaction.id.desc()).limit(limit)
+    ).all()
+    return [{"direction": r.direction, "text": r.text, "sentiment": r.sentiment,
+             "intent": r.intent, "kind": r.kind,
+             "at": r.created_at.isoformat(timespec="seconds")} for r in reversed(rows)]
+
+
+def resolve(*, session: Session, escalation_id: int, agent: str,
+            now: dt.datetime | None = None) -> m.Escalation:
+    """Mark an escalation resolved by ``agent`` (the caller resumes the bot)."""
+    esc = get_escalation(session=session, escalation_id=escalation_id)
+    esc.status = "resolved"
+    esc.agent = agent
+    esc.resolved_at = now or utcnow()
+    audit(session=session, actor=agent, action="resolve", entity="escalations",
+          entity_id=str(esc.id))
+    return esc
