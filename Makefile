@@ -65,11 +65,13 @@ run: ## Start Rasa, the action server (and console) in the foreground; Ctrl-C st
 demo: train load train-models  ## Set up what is missing, then start everything
 	scripts/run.sh
 
-test: install load train  ## Run every test
+test: install load train  ## Run every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
+	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
 test-fast: install  ## Tests without the slow and end-to-end ones
 	$(APP)/bin/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
 lint: install  ## Ruff over the code
 	$(APP)/bin/ruff check crm_ml actions bot tests
