@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from rasa_sdk.executor import CollectingDispatcher
 
+from crm_ml.authz import Forbidden
 from crm_ml.errors import CRMError, CRMUnavailable, NotFound
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ async def call_crm(
         return await asyncio.to_thread(fn)
     except NotFound:
         dispatcher.utter_message(response="utter_not_found")
+    except Forbidden:
+        dispatcher.utter_message(response="utter_not_allowed")
     except CRMUnavailable:
         logger.exception("%s: the CRM is unavailable", action)
         dispatcher.utter_message(response="utter_crm_unavailable")
