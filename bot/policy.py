@@ -103,6 +103,12 @@ class EscalationPolicy(Policy):
                                      rule_only_data: Optional[Dict[Text, Any]] = None,
                                      **kwargs: Any) -> PolicyPrediction:
         nothing = self._prediction(self._default_predictions(domain))
+        action = self.config["action"]
+        if tracker.latest_action_name == action:
+            # After the handoff (paused or ticket), wait for the customer.
+            probabilities = self._default_predictions(domain)
+            probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0
+            return self._prediction(probabilities)
         if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.is_paused():
             return nothing
         turns = recent_user_turns(tracker)
@@ -112,7 +118,6 @@ class EscalationPolicy(Policy):
         if identity.is_staff:
             return nothing
         reason = escalation_reason(turns, float(self.config["negative_threshold"]))
-        action = self.config["action"]
         if reason is None or action not in domain.action_names_or_texts:
             return nothing
         probabilities = self._default_predictions(domain)

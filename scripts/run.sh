@@ -8,8 +8,16 @@ cd "$(dirname "$0")/.."
 HOST="${CRM_HOST:-127.0.0.1}"
 RASA_PORT="${RASA_PORT:-5005}"
 ACTIONS_PORT="${ACTIONS_PORT:-5055}"
+CONSOLE_PORT="${CONSOLE_PORT:-8000}"
 MODEL="${RASA_MODEL:-models/rasa/crm.tar.gz}"
 mkdir -p var/log
+
+# Signed identities and the agent console need a secret: make one for this
+# installation on first run (kept in .env, which is not committed).
+if [ -z "${CRM_IDENTITY_SECRET:-}" ] && ! grep -q '^CRM_IDENTITY_SECRET=' .env 2>/dev/null; then
+  echo "CRM_IDENTITY_SECRET=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(32))')" >> .env
+  echo "created a new CRM_IDENTITY_SECRET in .env"
+fi
 
 if [ ! -f "$MODEL" ]; then
   echo "No trained Rasa model at $MODEL: run 'make demo' (or 'make train') first." >&2
@@ -27,6 +35,11 @@ trap stop INT TERM EXIT
 
 .venv/bin/python -m rasa_sdk --actions actions --port "$ACTIONS_PORT" \
   > >(tee var/log/actions.log | sed 's/^/[actions] /') 2>&1 &
+pids+=($!)
+
+CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:app \
+  --host "$HOST" --port "$CONSOLE_PORT" \
+  > >(tee var/log/console.log | sed 's/^/[console] /') 2>&1 &
 pids+=($!)
 
 .venv-bot/bin/rasa run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
@@ -51,6 +64,7 @@ cat <<MSG
       -d '{"sender": "me", "message": "how many customers do we have"}'
   Rasa REST channel:  http://$HOST:$RASA_PORT/webhooks/rest/webhook
   Action server:      http://$HOST:$ACTIONS_PORT/health
+  Console (agents):   http://$HOST:$CONSOLE_PORT/  (API docs: /api/docs)
   Press Ctrl-C to stop everything.
 
 MSG
