@@ -5,6 +5,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export PATH := $(HOME)/.local/bin:$(PATH)
+# No telemetry or crash reports leave the machine.
+export RASA_TELEMETRY_ENABLED := false
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY311 := $(shell scripts/find-python.sh 3.11)
 PY310 := $(shell scripts/find-python.sh 3.10)

@@ -27,7 +27,8 @@ from rasa.core.channels.channel import (
     UserMessage,
 )
 from rasa.core.channels.rest import RestInput
-from rasa.shared.core.events import BotUttered, ConversationResumed, SlotSet
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import ActionExecuted, BotUttered, ConversationResumed, SlotSet
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -223,6 +224,7 @@ class HandoffInput(InputChannel):
 
             async def hand_back(tracker: Any) -> Text:
                 tracker.update(ConversationResumed())
+                tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
                 return await deliver(request.app, tracker, back, {"bot": "resumed"})
 
             status = await _with_tracker(request.app, sender, hand_back)

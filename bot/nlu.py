@@ -32,7 +32,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from crm_ml import registry, sentiment_infer
+from crm_ml import registry
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
     @classmethod
     def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
              execution_context: ExecutionContext, **kwargs: Any) -> "SentimentAnalyzer":
+        from crm_ml import sentiment_infer  # numpy only
+
         try:
             with model_storage.read_from(resource) as folder:
                 model = sentiment_infer.SentimentModel.load(folder)

@@ -24,7 +24,7 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ConversationResumed, SlotSet, UserUttered
+from rasa.shared.core.events import ActionExecuted, ConversationResumed, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
@@ -56,6 +56,16 @@ def recent_user_turns(tracker: DialogueStateTracker, n: int = 2) -> List[UserUtt
             if len(turns) == n:
                 break
     return turns
+
+
+def _no_user_turn_since_last_action(tracker: DialogueStateTracker) -> bool:
+    """True when the latest action ran after the latest user message."""
+    for event in reversed(tracker.events):
+        if isinstance(event, ActionExecuted):
+            return True
+        if isinstance(event, UserUttered):
+            return False
+    return True
 
 
 def escalation_reason(turns: List[UserUttered], threshold: float,
@@ -104,7 +114,7 @@ class EscalationPolicy(Policy):
                                      **kwargs: Any) -> PolicyPrediction:
         nothing = self._prediction(self._default_predictions(domain))
         action = self.config["action"]
-        if tracker.latest_action_name == action:
+        if tracker.latest_action_name == action and _no_user_turn_since_last_action(tracker):
             # After the handoff (paused or ticket), wait for the customer.
             probabilities = self._default_predictions(domain)
             probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0

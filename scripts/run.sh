@@ -4,6 +4,7 @@
 # unless CRM_HOST says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export RASA_TELEMETRY_ENABLED=false
 
 HOST="${CRM_HOST:-127.0.0.1}"
 RASA_PORT="${RASA_PORT:-5005}"
@@ -37,7 +38,7 @@ trap stop INT TERM EXIT
   > >(tee var/log/actions.log | sed 's/^/[actions] /') 2>&1 &
 pids+=($!)
 
-CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:app \
+CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:app --ws none \
   --host "$HOST" --port "$CONSOLE_PORT" \
   > >(tee var/log/console.log | sed 's/^/[console] /') 2>&1 &
 pids+=($!)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from crm_ml.identity import sign
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_PY = ROOT / ".venv" / "bin" / "python"
 BOT_RASA = ROOT / ".venv-bot" / "bin" / "rasa"
@@ -59,6 +61,16 @@ class Stack:
     workdir: Path
     rasa: subprocess.Popen
     actions: subprocess.Popen
+    console_url: str = ""
+    console: subprocess.Popen | None = None
+    env: dict[str, str] | None = None
+
+    def agent(self, method: str, path: str, agent: str = "agent:1", **kwargs) -> httpx.Response:
+        """Call the console API signed as ``agent``."""
+        secret = (self.env or {}).get("CRM_IDENTITY_SECRET", "")
+        headers = {"X-CRM-User": agent, "X-CRM-Sig": sign(agent, secret)}
+        return httpx.request(method, f"{self.console_url}{path}", headers=headers,
+                             timeout=30, **kwargs)
 
     def say(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
         body = {"sender": sender, "message": text}
@@ -80,16 +92,18 @@ def start_actions(port: int, env: dict[str, str], log: Path) -> subprocess.Popen
 
 @contextmanager
 def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = None,
-              model: Path = RASA_MODEL) -> Iterator[Stack]:
+              model: Path = RASA_MODEL, console: bool = False) -> Iterator[Stack]:
     """Run Rasa and the action server against the CRM at ``crm_url``."""
     if not model.is_file():
         raise FileNotFoundError(f"{model} missing: run `make train` first")
     rasa_port, actions_port = free_port(), free_port()
-    env = {**os.environ, "CRM_DATABASE_URL": crm_url, **(extra_env or {})}
+    env = {**os.environ, "CRM_DATABASE_URL": crm_url, "RASA_TELEMETRY_ENABLED": "false",
+           **(extra_env or {})}
     endpoints = workdir / "endpoints.yml"
     endpoints.write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
         f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{workdir / "tracker.db"}"\n'
+        f'event_broker:\n  type: bot.broker.CRMEventBroker\n'
     )
     actions_log, rasa_log = workdir / "actions.log", workdir / "rasa.log"
     actions = start_actions(actions_port, env, actions_log)
@@ -100,11 +114,23 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
         cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
     )
     stack = Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
-                  workdir, rasa, actions)
+                  workdir, rasa, actions, env=env)
     try:
+        if console:
+            console_port = free_port()
+            console_log = workdir / "console.log"
+            stack.console = subprocess.Popen(
+                [str(APP_PY), "-m", "uvicorn", "console.app:app", "--ws", "none", "--host", "127.0.0.1",
+                 "--port", str(console_port)],
+                cwd=ROOT, env={**env, "CRM_RASA_URL": stack.rasa_url},
+                stdout=console_log.open("w"), stderr=subprocess.STDOUT)
+            stack.console_url = f"http://127.0.0.1:{console_port}"
+            wait_http(f"{stack.console_url}/health", stack.console, console_log, timeout=60)
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, rasa_log)
         yield stack
     finally:
         # Tests may restart a process: stop whatever the stack holds now.
         stop(stack.rasa)
         stop(stack.actions)
+        if stack.console is not None:
+            stop(stack.console)
