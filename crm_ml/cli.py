@@ -116,6 +116,46 @@ def stats() -> None:
         typer.echo(f"{name:<14}{n:>10,}")
 
 
+gdpr_app = typer.Typer(help="Data-subject requests: export or erase a customer's data.",
+                       no_args_is_help=True)
+app.add_typer(gdpr_app, name="gdpr")
+
+
+@gdpr_app.command("export")
+def gdpr_export(customer: int, output: str = typer.Option("-", help="file, or - for stdout")
+                ) -> None:
+    """Write everything held about CUSTOMER as JSON."""
+    from crm_ml import gdpr
+    from crm_ml.db import session_scope
+
+    with session_scope() as s:
+        data = gdpr.export(session=s, customer_id=customer)
+    blob = json.dumps(data, indent=2, default=str)
+    if output == "-":
+        typer.echo(blob)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(blob)
+        console.print(f"wrote {output}")
+
+
+@gdpr_app.command("erase")
+def gdpr_erase(customer: int,
+               yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation")
+               ) -> None:
+    """Erase or anonymize CUSTOMER everywhere, conversation events included."""
+    from crm_ml import gdpr
+    from crm_ml.db import session_scope
+
+    if not yes:
+        typer.confirm(f"Erase every personal record of customer {customer}?", abort=True)
+    with session_scope() as s:
+        counts = gdpr.erase(session=s, customer_id=customer)
+    for table, n in counts.items():
+        typer.echo(f"{table:<20}{n:>6} removed")
+    typer.echo(f"customer {customer} anonymized")
+
+
 def _mount_model_commands() -> None:
     """Add ``train`` and ``report`` from crm_ml.cli_models when present."""
     try:

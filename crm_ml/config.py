@@ -48,6 +48,7 @@ class Settings:
         timezone: IANA time zone of the support hours.
         rasa_url: Where the console reaches the Rasa server.
         console_secret: Key that signs console sessions.
+        tracker_db_url: Rasa's SQL tracker store (for GDPR export and erasure).
     """
 
     database_url: str
@@ -61,6 +62,7 @@ class Settings:
     timezone: str = "Europe/London"
     rasa_url: str = "http://127.0.0.1:5005"
     console_secret: str = field(default="", repr=False)
+    tracker_db_url: str = ""
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -86,4 +88,6 @@ def get_settings() -> Settings:
         timezone=_get(env, "CRM_TIMEZONE", "Europe/London"),
         rasa_url=_get(env, "CRM_RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
         console_secret=_get(env, "CRM_CONSOLE_SECRET", ""),
+        tracker_db_url=_get(env, "CRM_TRACKER_DB_URL",
+                            f"sqlite:///{PROJECT_ROOT / 'var' / 'tracker.db'}"),
     )
