@@ -1,7 +1,12 @@
 """Custom actions of the assistant, one module per domain.
 
 The rasa-sdk executor imports this package and registers every concrete
-``Action`` subclass it finds in the modules below.
+``Action`` subclass it finds in the modules below. Importing it also masks
+personal data (e-mails, phone and card numbers) in the action server's logs.
 """
 
-from actions import customers, handoff  # noqa: F401
+from crm_ml.pii import install_log_masking
+
+from actions import customers, handoff  # noqa: F401, E402
+
+install_log_masking()

@@ -26,6 +26,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from crm_ml.config import get_settings
 from crm_ml.identity import from_metadata
+from crm_ml.pii import install_log_masking
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class CRMEventBroker(EventBroker):
     """Stores user and bot messages as CRM interactions."""
 
     def __init__(self, url: Optional[Text] = None) -> None:
+        install_log_masking()  # the Rasa server's logs carry no personal data either
         self._url = bot_env_url(url or get_settings().database_url)
         self._secret = get_settings().identity_secret
         self._engine: Optional[sa.engine.Engine] = None
