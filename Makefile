@@ -17,6 +17,7 @@ CRM := $(APP)/bin/crm-ml
 RASA := $(BOT)/bin/rasa
 RASA_MODEL := models/rasa/crm.tar.gz
 RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
+OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 
 .PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean
@@ -55,7 +56,11 @@ load: db  ## Load the public datasets into the CRM (idempotent)
 train-models: load  ## Train every crm_ml model and write scores to the CRM
 	@if $(CRM) --help | grep -q " train "; then $(CRM) train all; else echo "crm-ml train not available yet"; fi
 
-$(RASA_MODEL): $(RASA_INPUTS) $(BOT)/.installed
+# CLINC150's out-of-scope examples are generated from the datasets, never committed.
+$(OOS_NLU): scripts/make_oos_nlu.py | $(APP)/.installed
+	$(APP)/bin/python scripts/make_oos_nlu.py
+
+$(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(BOT)/.installed
 	@mkdir -p models/rasa
 	$(RASA) train --fixed-model-name crm --out models/rasa --quiet
 

@@ -7,6 +7,14 @@ personal data (e-mails, phone and card numbers) in the action server's logs.
 
 from crm_ml.pii import install_log_masking
 
-from actions import customers, handoff  # noqa: F401, E402
+from actions import (  # noqa: F401, E402
+    account,
+    analytics,
+    customers,
+    handoff,
+    leads,
+    orders,
+    support,
+)
 
 install_log_masking()
