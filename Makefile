@@ -20,7 +20,9 @@ RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 
 OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 
-.PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean
+.PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean browser
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+SENTIMENT := models/sentiment/LATEST
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -60,7 +62,12 @@ train-models: load  ## Train every crm_ml model and write scores to the CRM
 $(OOS_NLU): scripts/make_oos_nlu.py | $(APP)/.installed
 	$(APP)/bin/python scripts/make_oos_nlu.py
 
-$(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(BOT)/.installed
+# The NLU pipeline's sentiment component is copied from crm_ml's model.
+$(SENTIMENT): crm_ml/sentiment.py crm_ml/sentiment_infer.py $(wildcard data/nlu/*.yml) | $(APP)/.installed
+	$(MAKE) db
+	$(APP)/bin/python -c "from crm_ml.sentiment import train_and_store; print(train_and_store())"
+
+$(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(SENTIMENT) $(wildcard bot/*.py) $(BOT)/.installed
 	@mkdir -p models/rasa
 	$(RASA) train --fixed-model-name crm --out models/rasa --quiet
 
@@ -72,7 +79,10 @@ run: ## Start Rasa, the action server (and console) in the foreground; Ctrl-C st
 demo: train load train-models  ## Set up what is missing, then start everything
 	scripts/run.sh
 
-test: install load train  ## Run every test (app env, then the bot env's own tests)
+browser:  ## Debian's Chromium for the browser tests
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: install load train browser  ## Run every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 

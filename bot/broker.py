@@ -108,6 +108,8 @@ class CRMEventBroker(EventBroker):
         else:
             row["direction"] = "out"
             row["channel"] = channel_of(sender, None)
+            if (event.get("metadata") or {}).get("agent"):
+                row["kind"] = "agent"  # a human agent's reply during a handoff
             row["event_id"] = self._digest(event)
         return row
 

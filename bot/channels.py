@@ -146,13 +146,13 @@ class CRMRestInput(RestInput):
                     "text": "Sorry, something went wrong on our side. Please try again "
                             "in a moment; nothing you said is lost.",
                 })
-            queued = await self._drain_outbox(request.app, payload["sender"])
+            queued = await self.drain_outbox(request.app, payload["sender"])
             return response.json(queued + collector.messages)
 
         return hook
 
     @staticmethod
-    async def _drain_outbox(app: Any, sender_id: Text) -> List[Dict[Text, Any]]:
+    async def drain_outbox(app: Any, sender_id: Text) -> List[Dict[Text, Any]]:
         async def take(tracker: Any) -> List[Dict[Text, Any]]:
             items = list(tracker.get_slot(OUTBOX_SLOT) or [])
             if items:

@@ -67,6 +67,14 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
                resource: Resource, execution_context: ExecutionContext) -> "SentimentAnalyzer":
         return cls(config, model_storage, resource)
 
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[Text]:
+        """The sentiment artifact's version: a newly trained model invalidates Rasa's cache."""
+        models_dir = config.get("models_dir")
+        info = registry.latest(config.get("model_name", "sentiment"),
+                               models_dir=Path(models_dir) if models_dir else None)
+        return info.version if info else None
+
     def train(self, training_data: TrainingData) -> Resource:
         """Copy the latest sentiment artifact into the Rasa model."""
         models_dir = self._config.get("models_dir")

@@ -484,7 +484,7 @@ class TelegramOutput(OutputChannel):
     def __init__(self, bot: Bot, callbacks: CallbackRegistry | None = None,
                  config: TelegramConfig | None = None, raise_errors: bool = False) -> None:
         self.bot = bot
-        self.callbacks = callbacks or CallbackRegistry()
+        self.callbacks = callbacks if callbacks is not None else CallbackRegistry()
         self.config = config or TelegramConfig()
         self.raise_errors = raise_errors
 
@@ -566,6 +566,10 @@ class TelegramOutput(OutputChannel):
         ``{"method": "sendLocation", "latitude": 51.5, "longitude": -0.1}``
         (optionally under a ``telegram`` key). The chat is always the recipient's.
         """
+        if not isinstance(json_message, dict):
+            logger.warning("custom message for chat %s not sent: not a JSON object",
+                           redact(recipient_id))
+            return
         message = dict(json_message.get("telegram") or json_message)
         method = str(message.pop("method", "") or "")
         method = re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()
@@ -737,6 +741,7 @@ class TelegramInput(InputChannel):
                 await self._bot.shutdown()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 logger.debug("Telegram client shutdown failed", exc_info=True)
+        logger.info("Telegram channel stopped")
 
     async def _run(self) -> None:
         try:
@@ -956,7 +961,7 @@ class TelegramInput(InputChannel):
         try:
             from bot.channels import CRMRestInput
 
-            queued = await CRMRestInput._drain_outbox(self._app, sender)
+            queued = await CRMRestInput.drain_outbox(self._app, sender)
         except Exception:  # noqa: BLE001 - the outbox stays for the next message
             logger.debug("no outbox for chat %s", redact(sender), exc_info=True)
             return

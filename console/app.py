@@ -1,24 +1,79 @@
-"""The console's ASGI application: ``uvicorn console.app:app --port 8000``."""
+"""The console's ASGI application: ``uvicorn console.app:app --port 8000``.
+
+Pages for agents (console/pages.py), the agents' API (console/api.py), charts
+(console/charts.py, when present), the customers' web chat (``/chat``) and the
+static files they need.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console.api import router
+from console import pages
+from console.api import router as api_router
+from console.auth import Forbidden, LoginRequired, SessionMiddleware
 
 logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _wants_json(request: Request) -> bool:
+    return (request.url.path.startswith("/api/")
+            or request.headers.get("X-Requested-With") == "fetch"
+            or request.url.path.endswith("/live"))
 
 
 def create_app() -> FastAPI:
     """Build the console application."""
-    app = FastAPI(title="CRM assistant console", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    app.include_router(router)
+    app = FastAPI(title="CRM assistant console", docs_url="/api/docs",
+                  openapi_url="/api/openapi.json")
+    app.add_middleware(SessionMiddleware)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.include_router(api_router)
+    app.state.charts = False
+    try:
+        charts = importlib.import_module("console.charts")
+    except ModuleNotFoundError as exc:
+        if exc.name != "console.charts":
+            raise
+    else:
+        app.include_router(charts.router)
+        app.state.charts = True
+    app.include_router(pages.router)
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "sign in as an agent"}, status_code=401)
+        return pages.login_redirect(request)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.message}, status_code=403)
+        return pages.render(request, "error.html", {"status": 403, "message": exc.message},
+                            status=403)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request) or exc.status_code < 400:
+            return await http_exception_handler(request, exc)
+        return pages.render(request, "error.html",
+                            {"status": exc.status_code, "message": exc.detail},
+                            status=exc.status_code)
 
     return app
 

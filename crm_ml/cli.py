@@ -156,6 +156,41 @@ def gdpr_erase(customer: int,
     typer.echo(f"customer {customer} anonymized")
 
 
+agents_app = typer.Typer(help="Human agents of the console.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.command("add")
+def agents_add(username: str, name: str = typer.Option(..., help="display name"),
+               password: str = typer.Option(..., prompt=True, hide_input=True,
+                                            confirmation_prompt=True)) -> None:
+    """Create a console agent (the password is stored hashed)."""
+    from console.auth import create_agent
+
+    try:
+        number = create_agent(username, name, password)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(f"agent {username} created as agent:{number}")
+
+
+@agents_app.command("demo")
+def agents_demo() -> None:
+    """Create or reset the demo agent ``agent`` (password CRM_DEMO_AGENT_PASSWORD)."""
+    from console.auth import ensure_demo_agent
+
+    typer.echo(f"demo agent ready as agent:{ensure_demo_agent()}")
+
+
+@app.command("chat-link")
+def chat_link(user: str = typer.Argument("customer:12347")) -> None:
+    """Print a signed web-chat path for USER (a demo login)."""
+    from console.auth import chat_link as link
+
+    typer.echo(link(user))
+
+
 def _mount_model_commands() -> None:
     """Add ``train`` and ``report`` from crm_ml.cli_models when present."""
     try:

@@ -49,6 +49,10 @@ class Settings:
         rasa_url: Where the console reaches the Rasa server.
         console_secret: Key that signs console sessions.
         tracker_db_url: Rasa's SQL tracker store (for GDPR export and erasure).
+        console_url: Public address of the console (chart images in replies).
+        telegram_webhook_url: Public webhook URL for Telegram; empty means long polling.
+        telegram_webhook_secret: Secret Telegram echoes in webhook calls.
+        demo_agent_password: Password of the demo agent that ``make demo`` creates.
     """
 
     database_url: str
@@ -63,6 +67,10 @@ class Settings:
     rasa_url: str = "http://127.0.0.1:5005"
     console_secret: str = field(default="", repr=False)
     tracker_db_url: str = ""
+    console_url: str = "http://127.0.0.1:8000"
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = field(default="", repr=False)
+    demo_agent_password: str = field(default="demo-agent", repr=False)
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -90,4 +98,8 @@ def get_settings() -> Settings:
         console_secret=_get(env, "CRM_CONSOLE_SECRET", ""),
         tracker_db_url=_get(env, "CRM_TRACKER_DB_URL",
                             f"sqlite:///{PROJECT_ROOT / 'var' / 'tracker.db'}"),
+        console_url=_get(env, "CRM_CONSOLE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        telegram_webhook_url=_get(env, "TELEGRAM_WEBHOOK_URL", ""),
+        telegram_webhook_secret=_get(env, "TELEGRAM_WEBHOOK_SECRET", ""),
+        demo_agent_password=_get(env, "CRM_DEMO_AGENT_PASSWORD", "demo-agent"),
     )

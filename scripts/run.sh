@@ -25,6 +25,9 @@ if [ ! -f "$MODEL" ]; then
   exit 1
 fi
 
+.venv/bin/crm-ml agents demo >/dev/null
+CHAT_PATH=$(.venv/bin/crm-ml chat-link customer:12347)
+
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -44,7 +47,7 @@ CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:a
 pids+=($!)
 
 .venv-bot/bin/rasa run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
-  --interface "$HOST" --port "$RASA_PORT" --cors "*" --enable-api \
+  --interface "$HOST" --port "$RASA_PORT" --cors "http://$HOST:$CONSOLE_PORT" --enable-api \
   > >(tee var/log/rasa.log | sed 's/^/[rasa] /') 2>&1 &
 pids+=($!)
 
@@ -65,7 +68,10 @@ cat <<MSG
       -d '{"sender": "me", "message": "how many customers do we have"}'
   Rasa REST channel:  http://$HOST:$RASA_PORT/webhooks/rest/webhook
   Action server:      http://$HOST:$ACTIONS_PORT/health
-  Console (agents):   http://$HOST:$CONSOLE_PORT/  (API docs: /api/docs)
+  Web chat:           http://$HOST:$CONSOLE_PORT/chat
+  ... signed in as customer 12347: http://$HOST:$CONSOLE_PORT$CHAT_PATH
+  Agent console:      http://$HOST:$CONSOLE_PORT/  (user: agent, password: ${CRM_DEMO_AGENT_PASSWORD:-demo-agent})
+  Telegram:           $( [ -n "${TELEGRAM_TOKEN:-}" ] && echo "on (long polling)" || echo "off (set TELEGRAM_TOKEN)")
   Press Ctrl-C to stop everything.
 
 MSG

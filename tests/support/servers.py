@@ -92,7 +92,8 @@ def start_actions(port: int, env: dict[str, str], log: Path) -> subprocess.Popen
 
 @contextmanager
 def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = None,
-              model: Path = RASA_MODEL, console: bool = False) -> Iterator[Stack]:
+              model: Path = RASA_MODEL, console: bool = False,
+              credentials: Path | None = None) -> Iterator[Stack]:
     """Run Rasa and the action server against the CRM at ``crm_url``."""
     if not model.is_file():
         raise FileNotFoundError(f"{model} missing: run `make train` first")
@@ -109,7 +110,7 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     actions = start_actions(actions_port, env, actions_log)
     rasa = subprocess.Popen(
         [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
-         "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
+         "--credentials", str(credentials or ROOT / "credentials.yml"), "--interface", "127.0.0.1",
          "--port", str(rasa_port), "--enable-api"],
         cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
     )

@@ -1,0 +1,367 @@
+"""Console sign-in: agents' passwords, signed session cookies, CSRF tokens.
+
+* Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (``hashlib.scrypt``,
+  16 MiB of memory per guess); placeholder agents created by the API's heartbeat
+  have the hash ``!`` and cannot sign in.
+* The session is a cookie signed with itsdangerous under ``CRM_CONSOLE_SECRET``,
+  or, when that is unset, a key derived from ``CRM_IDENTITY_SECRET``. Without
+  either secret nobody can sign in: the console refuses to start sessions.
+* A session remembers the agent and a fingerprint of their password hash, so a
+  password change signs every old session out.
+* Every form carries the session's CSRF token; :func:`check_csrf` compares it.
+
+Command-line entry points (``crm-ml agents add``, ``make demo``) call
+:func:`create_agent` and :func:`ensure_demo_agent`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from crm_ml.config import get_settings
+from crm_ml.db import models as m
+from crm_ml.db import session_scope
+from crm_ml.handoff import audit
+from crm_ml.identity import Identity, from_metadata, parse_user, sign
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "crm_console"
+SESSION_MAX_AGE = 12 * 3600
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
+MIN_PASSWORD = 8
+DEMO_AGENT_USERNAME = "agent"
+DEMO_AGENT_PASSWORD = "demo-agent"
+MAX_FAILURES, FAILURE_WINDOW = 5, 15 * 60
+
+
+class LoginRequired(Exception):
+    """The page needs a signed-in agent (the app redirects to /login)."""
+
+
+class Forbidden(Exception):
+    """Signed in, but not allowed here (the app answers 403)."""
+
+    def __init__(self, message: str = "This page is for support agents only.") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- passwords -------------------------------------------------------------------
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """Hash ``password`` with scrypt and a random salt."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            dklen=SCRYPT_LEN, maxmem=64 * 1024 * 1024)
+    b64 = base64.urlsafe_b64encode
+    return (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
+            f"{b64(salt).decode()}${b64(digest).decode()}")
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (constant time; False for placeholders)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.urlsafe_b64decode(digest)
+        got = hashlib.scrypt(password.encode(), salt=base64.urlsafe_b64decode(salt), n=int(n),
+                             r=int(r), p=int(p), dklen=len(expected), maxmem=64 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+
+
+def _check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+
+
+def create_agent(username: str, name: str, password: str, *, url: str | None = None) -> int:
+    """Create a console agent who signs in with ``username`` and ``password``.
+
+    Returns:
+        The agent's number (their identity is ``agent:<number>``).
+
+    Raises:
+        ValueError: the username is taken or invalid, or the password is too short.
+    """
+    username = username.strip().lower()
+    if not username or len(username) > 64 or not username.replace("-", "").replace(
+            "_", "").replace(".", "").isalnum():
+        raise ValueError("the username takes letters, digits, '.', '-' and '_' (1-64)")
+    _check_new_password(password)
+    with session_scope(url) as s:
+        if s.scalar(select(m.Agent.id).where(m.Agent.username == username)) is not None:
+            raise ValueError(f"an agent called {username!r} exists already")
+        # Explicit id: placeholder agents (API heartbeats) are inserted with their own
+        # number, which PostgreSQL's sequence does not know about.
+        next_id = (s.scalar(select(func.max(m.Agent.id))) or 0) + 1
+        agent = m.Agent(id=next_id, username=username, name=name.strip() or username,
+                        password_hash=hash_password(password))
+        s.add(agent)
+        s.flush()
+        audit(session=s, actor="console", action="create_agent", entity="agents",
+              entity_id=str(agent.id), details={"username": username})
+        logger.info("created agent %s (agent:%d)", username, agent.id)
+        return agent.id
+
+
+def set_password(username: str, password: str, *, url: str | None = None) -> None:
+    """Give an existing agent a new password (signs their old sessions out).
+
+    Raises:
+        ValueError: no such agent, or the password is too short.
+    """
+    _check_new_password(password)
+    with session_scope(url) as s:
+        agent = s.scalar(select(m.Agent).where(m.Agent.username == username.strip().lower()))
+        if agent is None:
+            raise ValueError(f"no agent called {username!r}")
+        agent.password_hash = hash_password(password)
+        audit(session=s, actor="console", action="set_password", entity="agents",
+              entity_id=str(agent.id))
+
+
+def ensure_demo_agent(password: str | None = None, *, url: str | None = None) -> int:
+    """Make sure the demo agent ``agent`` exists and signs in with the demo password.
+
+    The password is ``password``, else ``CRM_DEMO_AGENT_PASSWORD``, else ``demo-agent``.
+
+    Returns:
+        The demo agent's number.
+    """
+    password = password or get_settings().demo_agent_password or DEMO_AGENT_PASSWORD
+    with session_scope(url) as s:
+        agent = s.scalar(select(m.Agent).where(m.Agent.username == DEMO_AGENT_USERNAME))
+        if agent is not None:
+            if not verify_password(password, agent.password_hash):
+                _check_new_password(password)
+                agent.password_hash = hash_password(password)
+            return agent.id
+    return create_agent(DEMO_AGENT_USERNAME, "Demo Agent", password, url=url)
+
+
+def chat_link(user: str) -> str:
+    """The web chat's path signed in as ``user`` (e.g. ``customer:12347``), for demos.
+
+    Raises:
+        ValueError: no ``CRM_IDENTITY_SECRET``, or not a valid user id.
+    """
+    secret = get_settings().identity_secret
+    if not secret:
+        raise ValueError("CRM_IDENTITY_SECRET is not set: nobody can be signed in")
+    if parse_user(user) is None:
+        raise ValueError(f"{user!r} is not a user id like customer:12347")
+    return f"/chat?user={user}&sig={sign(user, secret)}"
+
+
+# --- failed sign-ins ------------------------------------------------------------
+
+_failures: dict[str, list[float]] = {}
+_failures_lock = threading.Lock()
+
+
+def too_many_failures(username: str) -> bool:
+    """Whether ``username`` had too many wrong passwords lately (per process)."""
+    now = time.monotonic()
+    with _failures_lock:
+        recent = [t for t in _failures.get(username, []) if now - t < FAILURE_WINDOW]
+        _failures[username] = recent
+        return len(recent) >= MAX_FAILURES
+
+
+def _record_failure(username: str) -> None:
+    with _failures_lock:
+        _failures.setdefault(username, []).append(time.monotonic())
+
+
+def authenticate(username: str, password: str, *, url: str | None = None) -> m.Agent | None:
+    """The agent with these credentials, or None (same work whether or not they exist)."""
+    username = username.strip().lower()
+    with session_scope(url) as s:
+        agent = s.scalar(select(m.Agent).where(m.Agent.username == username))
+        stored = agent.password_hash if agent is not None else _DUMMY_HASH
+        ok = verify_password(password, stored) and agent is not None
+        if not ok:
+            _record_failure(username)
+            return None
+        with _failures_lock:
+            _failures.pop(username, None)
+        s.expunge(agent)
+        return agent
+
+
+# --- sessions --------------------------------------------------------------------
+
+
+def session_secret() -> str | None:
+    """The key that signs console sessions, or None when no secret is configured."""
+    settings = get_settings()
+    if settings.console_secret:
+        return settings.console_secret
+    if settings.identity_secret:
+        return hmac.new(settings.identity_secret.encode(), b"crm-console-session",
+                        hashlib.sha256).hexdigest()
+    return None
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="crm-console-session")
+
+
+def password_fingerprint(password_hash: str, secret: str) -> str:
+    """A short keyed digest of a password hash: changes when the password does."""
+    return hmac.new(secret.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+class ConsoleSession:
+    """The signed session of one browser: a small dict, saved only when changed."""
+
+    def __init__(self, data: dict[str, Any], secret: str | None) -> None:
+        self.data = data
+        self.secret = secret
+        self.modified = False
+
+    @classmethod
+    def load(cls, cookie: str | None, secret: str | None) -> ConsoleSession:
+        data: dict[str, Any] = {}
+        if cookie and secret:
+            try:
+                loaded = _serializer(secret).loads(cookie, max_age=SESSION_MAX_AGE)
+                data = loaded if isinstance(loaded, dict) else {}
+            except BadSignature:
+                data = {}
+        return cls(data, secret)
+
+    def dump(self) -> str:
+        assert self.secret
+        return _serializer(self.secret).dumps(self.data)
+
+    def csrf_token(self) -> str:
+        """This session's CSRF token (created on first use)."""
+        token = self.data.get("csrf")
+        if not isinstance(token, str) or not token:
+            token = secrets.token_urlsafe(24)
+            self.data["csrf"] = token
+            self.modified = True
+        return token
+
+    def start(self, user: str, fingerprint: str) -> None:
+        """Sign in: a fresh session (new CSRF token) for ``user``."""
+        self.data = {"user": user, "pw": fingerprint, "csrf": secrets.token_urlsafe(24)}
+        self.modified = True
+
+    def clear(self) -> None:
+        self.data = {}
+        self.modified = True
+
+
+class SessionMiddleware(BaseHTTPMiddleware):
+    """Loads the console session into ``request.state.session``; saves it if changed."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        secret = session_secret()
+        session = ConsoleSession.load(request.cookies.get(SESSION_COOKIE), secret)
+        request.state.session = session
+        response = await call_next(request)
+        if session.modified and secret:
+            if session.data:
+                response.set_cookie(SESSION_COOKIE, session.dump(), max_age=SESSION_MAX_AGE,
+                                    httponly=True, samesite="lax",
+                                    secure=request.url.scheme == "https")
+            else:
+                response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax")
+        return response
+
+
+def get_session(request: Request) -> ConsoleSession:
+    """The request's console session (empty when the middleware is not installed)."""
+    session = getattr(request.state, "session", None)
+    if session is None:
+        session = ConsoleSession({}, None)
+        request.state.session = session
+    return session
+
+
+def check_csrf(request: Request, token: str | None, viewer: Viewer | None = None) -> None:
+    """Refuse a form whose CSRF token is not this session's.
+
+    Requests signed with headers rather than the cookie need no token.
+
+    Raises:
+        Forbidden: missing or wrong token.
+    """
+    if viewer is not None and not viewer.via_session:
+        return
+    expected = get_session(request).data.get("csrf")
+    if not token or not isinstance(expected, str) or not hmac.compare_digest(token, expected):
+        raise Forbidden("This form has expired or did not come from the console. "
+                        "Reload the page and try again.")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in agent looking at a console page."""
+
+    identity: Identity
+    name: str
+    username: str
+    via_session: bool = True  # False: signed X-CRM-User headers (no cookie, no CSRF risk)
+
+    @property
+    def user(self) -> str:
+        return self.identity.user
+
+
+def current_viewer(request: Request) -> Viewer:
+    """The agent behind this request: session cookie, or signed ``X-CRM-User`` headers.
+
+    Raises:
+        LoginRequired: nobody is signed in.
+        Forbidden: signed in, but not as an agent.
+    """
+    secret = get_settings().identity_secret
+    header_user = request.headers.get("X-CRM-User")
+    if header_user:
+        ident = from_metadata({"auth": {"user": header_user,
+                                        "sig": request.headers.get("X-CRM-Sig")}}, secret)
+        if ident.number is None:
+            raise LoginRequired()
+        if ident.role != "agent":
+            raise Forbidden()
+        return Viewer(ident, f"Agent {ident.number}", f"agent{ident.number}", via_session=False)
+
+    session = get_session(request)
+    ident = parse_user(session.data.get("user") or "")
+    if ident is None or session.secret is None:
+        raise LoginRequired()
+    if ident.role != "agent":
+        raise Forbidden()
+    with session_scope() as s:
+        agent = s.get(m.Agent, ident.number)
+        if agent is None or not hmac.compare_digest(
+                password_fingerprint(agent.password_hash, session.secret),
+                str(session.data.get("pw", ""))):
+            session.clear()
+            raise LoginRequired()
+        return Viewer(ident, agent.name, agent.username)

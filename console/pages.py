@@ -1,0 +1,345 @@
+"""The console's pages (server-rendered, Jinja2): sign-in, inbox, escalation, insights, chat.
+
+* ``GET /login``, ``POST /login``, ``POST /logout``
+* ``GET /``: open escalations, newest and angriest first (``/inbox/rows`` refreshes
+  the table every few seconds)
+* ``GET /escalations/{id}``: profile, live transcript (``/escalations/{id}/live``,
+  polled every 2 s), reply and resolve forms
+* ``GET /insights``: segments, forecast, sentiment and escalations per day, hot leads
+* ``GET /chat``: the customers' web chat on Rasa's socket.io channel
+
+Every page but ``/login`` and ``/chat`` is for agents; a visit counts as the agent's
+heartbeat. Forms carry the session's CSRF token. Replies go through the same
+path as the API (:func:`console.api.rasa_handoff`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from console import insights as ins
+from console.api import rasa_handoff
+from console.auth import (
+    Viewer,
+    authenticate,
+    check_csrf,
+    current_viewer,
+    get_session,
+    password_fingerprint,
+    too_many_failures,
+)
+from crm_ml import handoff
+from crm_ml.config import get_settings
+from crm_ml.db import session_scope
+from crm_ml.errors import CRMUnavailable, NotFound
+from crm_ml.identity import from_metadata
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals["sentiment_dots"] = ins.sentiment_dots
+
+router = APIRouter(include_in_schema=False)
+
+AgentViewer = Annotated[Viewer, Depends(current_viewer)]
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200,
+           csp: str = PAGE_CSP, forms: bool = True) -> HTMLResponse:
+    """Render a template with the session's CSRF token (pages with forms) and security headers."""
+    session = get_session(request)
+    ctx = {"csrf": session.csrf_token() if forms and session.secret else "", **context}
+    response = templates.TemplateResponse(request, name, ctx, status_code=status)
+    response.headers["Content-Security-Policy"] = csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _crm(fn: Any) -> Any:
+    try:
+        return fn()
+    except NotFound as exc:
+        raise HTTPException(404, "No such escalation.") from exc
+    except CRMUnavailable as exc:
+        logger.exception("CRM unavailable")
+        raise HTTPException(503, "The CRM is unavailable; try again shortly.") from exc
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths (no scheme, no host) are followed after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
+def _seen(viewer: Viewer) -> None:
+    """The page visit is the agent's heartbeat."""
+    number = viewer.identity.number or 0
+    with session_scope() as s:
+        handoff.ensure_agent(session=s, agent_id=number)
+        handoff.mark_agent_seen(session=s, agent_id=number)
+
+
+# --- sign-in -----------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    session = get_session(request)
+    return render(request, "login.html", {"next": _safe_next(next), "error": None,
+                                          "disabled": session.secret is None},
+                  status=200 if session.secret else 503)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, username: Annotated[str, Form(max_length=64)] = "",
+          password: Annotated[str, Form(max_length=1024)] = "",
+          csrf_token: Annotated[str, Form()] = "",
+          next: Annotated[str, Form()] = "/") -> Response:
+    session = get_session(request)
+    target = _safe_next(next)
+    if session.secret is None:
+        return render(request, "login.html", {"next": target, "error": None, "disabled": True},
+                      status=503)
+    check_csrf(request, csrf_token)
+    name = username.strip().lower()
+    if too_many_failures(name):
+        return render(request, "login.html", {
+            "next": target, "disabled": False,
+            "error": "Too many wrong passwords: wait 15 minutes and try again."}, status=429)
+    agent = _crm(lambda: authenticate(name, password)) if name and password else None
+    if agent is None:
+        logger.info("failed console sign-in")
+        return render(request, "login.html", {
+            "next": target, "disabled": False, "error": "Wrong username or password."},
+            status=401)
+    session.start(f"agent:{agent.id}", password_fingerprint(agent.password_hash, session.secret))
+    logger.info("agent:%d signed in", agent.id)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token)
+    get_session(request).clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+# --- inbox and escalations ---------------------------------------------------------
+
+
+def _inbox_rows() -> tuple[list[dict[str, Any]], int]:
+    with session_scope() as s:
+        rows = []
+        for esc in handoff.list_escalations(session=s, status="open"):
+            ctx = esc.context or {}
+            last = (esc.transcript or [{}])[-1] if esc.transcript else {}
+            rows.append({
+                "id": esc.id, "sender_id": esc.sender_id, "channel": esc.channel,
+                "reason": esc.reason, "sentiment": esc.sentiment,
+                "history": esc.sentiment_history or [],
+                "customer_id": esc.customer_id, "name": ctx.get("name"),
+                "segment": ctx.get("segment"), "churn_risk": ctx.get("churn_risk"),
+                "lifetime_value": ctx.get("lifetime_value"),
+                "last_text": (last or {}).get("text", ""),
+                "created_at": esc.created_at.isoformat(sep=" ", timespec="minutes"),
+            })
+        tickets = len(handoff.list_escalations(session=s, status="ticket"))
+        return rows, tickets
+
+
+@router.get("/", response_class=HTMLResponse)
+def inbox(request: Request, viewer: AgentViewer, resolved: int | None = None) -> HTMLResponse:
+    _crm(lambda: _seen(viewer))
+    rows, tickets = _crm(_inbox_rows)
+    return render(request, "inbox.html", {"viewer": viewer, "rows": rows, "tickets": tickets,
+                                          "resolved": resolved})
+
+
+@router.get("/inbox/rows", response_class=HTMLResponse)
+def inbox_rows(request: Request, viewer: AgentViewer) -> HTMLResponse:
+    _crm(lambda: _seen(viewer))
+    rows, _ = _crm(_inbox_rows)
+    return render(request, "_inbox_rows.html", {"rows": rows}, forms=False)
+
+
+def _messages(s: Any, esc: Any) -> list[dict[str, Any]]:
+    """The live conversation (interactions), else the transcript saved at escalation."""
+    live = handoff.conversation(session=s, sender_id=esc.sender_id)
+    if live:
+        return [{"from": "customer" if c["direction"] == "in"
+                 else "agent" if c.get("kind") == "agent" else "assistant",
+                 "text": c["text"], "sentiment": c.get("sentiment"), "at": c["at"]}
+                for c in live]
+    return [{"from": "customer" if t.get("from") == "customer" else "assistant",
+             "text": t.get("text", ""), "sentiment": t.get("sentiment"), "at": t.get("at")}
+            for t in esc.transcript or []]
+
+
+def _profile(s: Any, esc: Any) -> dict[str, Any]:
+    """The customer's profile now (falls back to the one saved with the escalation)."""
+    ctx = dict(esc.context or {})
+    if esc.customer_id is not None:
+        fresh = handoff.customer_profile(session=s, customer_id=esc.customer_id)
+        if fresh.get("verified"):
+            ctx = fresh
+    return ctx
+
+
+@router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
+def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
+                    sent: int = 0, error: str | None = None) -> HTMLResponse:
+    _crm(lambda: _seen(viewer))
+
+    def load() -> dict[str, Any]:
+        with session_scope() as s:
+            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
+            return {"esc": {"id": esc.id, "sender_id": esc.sender_id, "channel": esc.channel,
+                            "reason": esc.reason, "status": esc.status,
+                            "sentiment": esc.sentiment, "agent": esc.agent,
+                            "customer_id": esc.customer_id,
+                            "history": esc.sentiment_history or [],
+                            "created_at": esc.created_at.isoformat(sep=" ",
+                                                                   timespec="minutes")},
+                    "profile": _profile(s, esc), "messages": _messages(s, esc)}
+
+    data = _crm(load)
+    errors = {"unreachable": "The assistant could not be reached: the message was not sent.",
+              "resolved": "This conversation is already resolved."}
+    return render(request, "escalation.html", {"viewer": viewer, **data, "sent": bool(sent),
+                                               "error": errors.get(error or "")})
+
+
+@router.get("/escalations/{escalation_id}/live")
+def escalation_live(escalation_id: int, viewer: AgentViewer) -> JSONResponse:
+    """The transcript and status, polled by the escalation page (also a heartbeat)."""
+    _crm(lambda: _seen(viewer))
+
+    def load() -> dict[str, Any]:
+        with session_scope() as s:
+            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
+            return {"id": esc.id, "status": esc.status, "messages": _messages(s, esc)}
+
+    return JSONResponse(_crm(load), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/escalations/{escalation_id}/reply")
+def reply(request: Request, escalation_id: int, viewer: AgentViewer,
+          text: Annotated[str, Form(max_length=4000)] = "",
+          csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token, viewer)
+    page = f"/escalations/{escalation_id}"
+    if not text.strip():
+        return RedirectResponse(page, status_code=303)
+
+    def find() -> str | None:
+        with session_scope() as s:
+            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
+            if esc.status == "resolved":
+                return None
+            handoff.audit(session=s, actor=viewer.user, action="reply",
+                          entity="escalations", entity_id=str(esc.id))
+            return esc.sender_id
+
+    sender = _crm(find)
+    if sender is None:
+        return RedirectResponse(f"{page}?error=resolved", status_code=303)
+    try:
+        rasa_handoff("reply", {"sender_id": sender, "text": text.strip(), "agent": viewer.user})
+    except HTTPException:
+        return RedirectResponse(f"{page}?error=unreachable", status_code=303)
+    return RedirectResponse(f"{page}?sent=1", status_code=303)
+
+
+@router.post("/escalations/{escalation_id}/resolve")
+def resolve(request: Request, escalation_id: int, viewer: AgentViewer,
+            csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token, viewer)
+
+    def run() -> str | None:
+        with session_scope() as s:
+            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
+            if esc.status == "resolved":
+                return None
+            return handoff.resolve(session=s, escalation_id=escalation_id,
+                                   agent=viewer.user).sender_id
+
+    sender = _crm(run)
+    if sender is None:
+        return RedirectResponse("/", status_code=303)
+    try:
+        rasa_handoff("resume", {"sender_id": sender, "agent": viewer.user})
+    except HTTPException:
+        # Resolved in the CRM; the bot will answer the customer's next message anyway.
+        logger.warning("escalation %d resolved but the bot was not told", escalation_id)
+    return RedirectResponse(f"/?resolved={escalation_id}", status_code=303)
+
+
+# --- insights ----------------------------------------------------------------------
+
+
+@router.get("/insights", response_class=HTMLResponse)
+def insights_page(request: Request, viewer: AgentViewer) -> HTMLResponse:
+    _crm(lambda: _seen(viewer))
+
+    def load() -> dict[str, Any]:
+        with session_scope() as s:
+            return ins.insights(session=s)
+
+    data = _crm(load)
+    charts = bool(getattr(request.app.state, "charts", False))
+    return render(request, "insights.html", {"viewer": viewer, "charts": charts, **data})
+
+
+# --- web chat ----------------------------------------------------------------------
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    ws = "wss" if parts.scheme == "https" else "ws"
+    return f"{parts.scheme}://{parts.netloc}", f"{ws}://{parts.netloc}"
+
+
+@router.get("/chat", response_class=HTMLResponse)
+def chat(request: Request, user: str | None = None, sig: str | None = None) -> HTMLResponse:
+    """The customers' web chat. ``?user=customer:12347&sig=<hex>`` signs the customer in."""
+    settings = get_settings()
+    auth = None
+    invalid = False
+    if user:
+        ident = from_metadata({"auth": {"user": user, "sig": sig}}, settings.identity_secret)
+        if ident.number is not None:
+            auth = {"user": ident.user, "sig": (sig or "").strip().lower()}
+        else:
+            invalid = True
+    http_origin, ws_origin = _origin(settings.rasa_url)
+    config = {"server": http_origin, "path": urlsplit(settings.rasa_url).path.rstrip("/")
+              + "/socket.io/", "auth": auth, "user": auth["user"] if auth else None}
+    csp = (f"default-src 'self'; img-src 'self' data: https: http:; style-src 'self'; "
+           f"script-src 'self'; connect-src 'self' {http_origin} {ws_origin}; "
+           "frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
+    return render(request, "chat.html", {
+        # </script> cannot appear in the JSON: "<" is escaped.
+        "config": json.dumps(config).replace("<", "\\u003c"), "user": config["user"],
+        "invalid": invalid}, csp=csp, forms=False)
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """Where an unauthenticated page visit goes (JSON endpoints get 401 instead)."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+

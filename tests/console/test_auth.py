@@ -1,0 +1,190 @@
+"""Console sign-in: agents only, real password hashes, CSRF on every form."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
+
+from console import auth
+from crm_ml.db import models as m
+from crm_ml.db import session_scope
+from tests.console.conftest import AGENT_PASSWORD, csrf_of, login, signed
+
+PAGES = ["/", "/insights", "/escalations/1", "/inbox/rows"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_send_strangers_to_the_login(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/login?next=")
+
+
+def test_json_endpoints_answer_401_not_a_redirect(client: TestClient) -> None:
+    assert client.get("/escalations/1/live").status_code == 401
+    assert client.get("/inbox/rows", headers={"X-Requested-With": "fetch"}).status_code == 401
+    assert client.get("/api/escalations").status_code == 401
+
+
+@pytest.mark.parametrize("user", ["rep:2", "manager:1", "customer:12347"])
+def test_signed_in_non_agents_get_403(client: TestClient, user: str) -> None:
+    for path in ["/", "/insights", "/escalations/1"]:
+        r = client.get(path, headers=signed(user))
+        assert r.status_code == 403, path
+        assert "support agents only" in r.text
+
+
+def test_a_session_of_a_non_agent_gets_403(client: TestClient) -> None:
+    cookie = URLSafeTimedSerializer(auth.session_secret(), salt="crm-console-session").dumps(
+        {"user": "rep:2", "pw": "x", "csrf": "t"})
+    client.cookies.set(auth.SESSION_COOKIE, cookie)
+    assert client.get("/").status_code == 403
+
+
+def test_forged_signatures_and_cookies_are_strangers(client: TestClient, agent_id: int) -> None:
+    r = client.get("/", headers={"X-CRM-User": f"agent:{agent_id}", "X-CRM-Sig": "0" * 64})
+    assert r.status_code == 303
+    forged = URLSafeTimedSerializer("not the secret", salt="crm-console-session").dumps(
+        {"user": f"agent:{agent_id}", "pw": "x", "csrf": "t"})
+    client.cookies.set(auth.SESSION_COOKIE, forged)
+    assert client.get("/").status_code == 303
+
+
+def test_signed_agents_may_use_the_pages(client: TestClient, agent_id: int) -> None:
+    assert client.get("/", headers=signed(f"agent:{agent_id}")).status_code == 200
+
+
+def test_wrong_password_fails(client: TestClient, agent_id: int) -> None:
+    r = login(client, password="wrong password")
+    assert r.status_code == 401
+    assert "Wrong username or password" in r.text
+    assert client.get("/").status_code == 303
+    r = login(client, username="nobody")
+    assert r.status_code == 401
+
+
+def test_right_password_signs_in_and_out(client: TestClient, agent_id: int) -> None:
+    r = login(client, next="/insights")
+    assert (r.status_code, r.headers["location"]) == (303, "/insights")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "Sam Support" in page.text
+    r = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 303
+    assert client.get("/").status_code == 303
+
+
+def test_after_login_only_local_pages(client: TestClient, agent_id: int) -> None:
+    for target in ["//evil.example/x", "https://evil.example/", "/\\evil.example"]:
+        assert login(client, next=target).headers["location"] == "/"
+
+
+def test_password_hash_is_not_the_password(crm: str, agent_id: int) -> None:
+    with session_scope(crm) as s:
+        stored = s.scalar(select(m.Agent.password_hash).where(m.Agent.id == agent_id))
+    assert stored != AGENT_PASSWORD
+    assert AGENT_PASSWORD not in stored
+    assert stored.startswith("scrypt$")
+    assert auth.verify_password(AGENT_PASSWORD, stored)
+    assert not auth.verify_password("correct horse battery!", stored)
+    assert auth.hash_password(AGENT_PASSWORD) != auth.hash_password(AGENT_PASSWORD)  # salted
+    assert not auth.verify_password("anything", "!")  # placeholder agents cannot sign in
+
+
+def test_csrf_token_required(client: TestClient, agent_id: int) -> None:
+    client.get("/login")
+    r = client.post("/login", data={"username": "sam", "password": AGENT_PASSWORD})
+    assert r.status_code == 403
+    r = client.post("/login", data={"username": "sam", "password": AGENT_PASSWORD,
+                                    "csrf_token": "guessed"})
+    assert r.status_code == 403
+    assert login(client).status_code == 303
+    for path in ["/escalations/1/reply", "/escalations/1/resolve", "/logout"]:
+        r = client.post(path, data={"text": "hi"})
+        assert r.status_code == 403, path
+        assert "expired" in r.text
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_the_csrf_token_changes_at_sign_in(client: TestClient, agent_id: int) -> None:
+    before = csrf_of(client.get("/login").text)
+    login(client)
+    after = csrf_of(client.get("/").text)
+    assert before != after
+
+
+def test_a_new_password_signs_old_sessions_out(client: TestClient, crm: str,
+                                               agent_id: int) -> None:
+    login(client)
+    assert client.get("/").status_code == 200
+    auth.set_password("sam", "another good password", url=crm)
+    assert client.get("/").status_code == 303
+
+
+def test_too_many_wrong_passwords_lock_the_name(client: TestClient, agent_id: int) -> None:
+    for _ in range(auth.MAX_FAILURES):
+        assert login(client, password="bad guess!").status_code == 401
+    assert login(client).status_code == 429
+
+
+def test_no_secret_no_sessions(client: TestClient, env: pytest.MonkeyPatch,
+                               agent_id: int) -> None:
+    from crm_ml.config import get_settings
+
+    env.setenv("CRM_IDENTITY_SECRET", "")
+    env.setenv("CRM_CONSOLE_SECRET", "")
+    get_settings.cache_clear()
+    assert auth.session_secret() is None
+    r = client.get("/login")
+    assert r.status_code == 503
+    assert "CRM_CONSOLE_SECRET" in r.text
+    r = client.post("/login", data={"username": "sam", "password": AGENT_PASSWORD})
+    assert r.status_code == 503
+    assert auth.SESSION_COOKIE not in r.cookies
+    assert client.get("/").status_code == 303
+
+
+def test_console_secret_wins_over_the_identity_secret(env: pytest.MonkeyPatch,
+                                                      crm: str) -> None:
+    from crm_ml.config import get_settings
+
+    derived = auth.session_secret()
+    assert derived and derived != "console-test-secret"
+    env.setenv("CRM_CONSOLE_SECRET", "its-own-secret")
+    get_settings.cache_clear()
+    assert auth.session_secret() == "its-own-secret"
+
+
+def test_create_agent_checks_its_input(crm: str, agent_id: int) -> None:
+    with pytest.raises(ValueError, match="exists"):
+        auth.create_agent("SAM", "Other Sam", "long enough pw", url=crm)
+    with pytest.raises(ValueError, match="at least"):
+        auth.create_agent("kim", "Kim", "short", url=crm)
+    with pytest.raises(ValueError, match="username"):
+        auth.create_agent("kim smith", "Kim", "long enough pw", url=crm)
+    assert auth.create_agent("kim", "Kim", "long enough pw", url=crm) == agent_id + 1
+
+
+def test_demo_agent(client: TestClient, crm: str, env: pytest.MonkeyPatch) -> None:
+    env.delenv("CRM_DEMO_AGENT_PASSWORD", raising=False)
+    first = auth.ensure_demo_agent(url=crm)
+    assert auth.ensure_demo_agent(url=crm) == first
+    assert login(client, username="agent", password="demo-agent").status_code == 303
+    env.setenv("CRM_DEMO_AGENT_PASSWORD", "a new demo password")
+    assert auth.ensure_demo_agent(url=crm) == first
+    client.cookies.clear()
+    assert login(client, username="agent", password="demo-agent").status_code == 401
+    assert login(client, username="agent", password="a new demo password").status_code == 303
+
+
+def test_chat_link_signs_a_customer_in(client: TestClient) -> None:
+    link = auth.chat_link("customer:12347")
+    assert '"user": "customer:12347"' in client.get(link).text
+    with pytest.raises(ValueError):
+        auth.chat_link("root")
+
+
+def test_the_chat_page_sets_no_cookie(client: TestClient) -> None:
+    assert auth.SESSION_COOKIE not in client.get("/chat").cookies

@@ -1,0 +1,130 @@
+"""Escalation lifecycle through the real Rasa server, action server and console API.
+
+An upset customer is handed to a human: the bot goes quiet, the customer's
+messages reach the agent, the agent's reply reaches the customer, and after
+resolve the bot is back. Every message lands in the interactions table with
+its sentiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from crm_ml import loader
+from crm_ml.db import migrate
+from crm_ml.db import models as m
+from crm_ml.db.session import get_engine
+from crm_ml.identity import sign
+from tests.support.retail import retail_frame
+from tests.support.servers import Stack, assistant
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-secret"
+ANGRY = [
+    "this is absolutely terrible, my order never arrived and nobody answers. worst service ever",
+    "i am furious, this is a disgrace and a complete waste of my money",
+]
+
+
+def customer(n: int) -> dict:
+    user = f"customer:{n}"
+    return {"auth": {"user": user, "sig": sign(user, SECRET)}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("handoff")
+    url = f"sqlite:///{workdir / 'crm.db'}"
+    migrate.upgrade(url)
+    with get_engine(url).begin() as conn:
+        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
+    env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_SUPPORT_HOURS": "always"}
+    with assistant(workdir, url, extra_env=env, console=True) as running:
+        yield running
+
+
+def _crm(stack: Stack) -> str:
+    return f"sqlite:///{stack.workdir / 'crm.db'}"
+
+
+def _escalate(stack: Stack, sender: str) -> list[dict]:
+    """Send angry messages until the bot hands over (at most two)."""
+    for text in ANGRY:
+        replies = stack.say(sender, text, metadata=customer(12347))
+        if any("colleague" in r.get("text", "") for r in replies):
+            return replies
+    pytest.fail(f"no escalation after {len(ANGRY)} angry messages: {replies}")
+
+
+def test_agent_api_refuses_strangers(stack: Stack) -> None:
+    import httpx
+
+    assert httpx.get(f"{stack.console_url}/api/escalations").status_code == 401
+    assert stack.agent("GET", "/api/escalations", agent="rep:2").status_code == 403
+    forged = httpx.get(f"{stack.console_url}/api/escalations",
+                       headers={"X-CRM-User": "agent:1", "X-CRM-Sig": "0" * 64})
+    assert forged.status_code == 401
+
+
+def test_angry_customer_is_handed_over_and_comes_back(stack: Stack) -> None:
+    sender = "web:angry-1"
+    assert stack.agent("POST", "/api/agents/heartbeat").json()["online"] >= 1
+
+    replies = _escalate(stack, sender)
+    assert "colleague" in replies[-1]["text"]
+
+    # Paused: the bot says nothing, but the message is kept for the agent.
+    assert stack.say(sender, "hello?? anyone there", metadata=customer(12347)) == []
+
+    inbox = stack.agent("GET", "/api/escalations").json()
+    mine = next(e for e in inbox if e["sender_id"] == sender)
+    detail = stack.agent("GET", f"/api/escalations/{mine['id']}").json()
+    assert detail["customer_id"] == 12347
+    assert detail["context"]["verified"] is True
+    assert detail["context"]["recent_orders"][0]["id"] == "500001"
+    assert detail["reason"] in {"very negative message", "two negative messages in a row"}
+    assert any("never arrived" in t["text"] for t in detail["transcript"])
+    assert detail["sentiment_history"][-1]["sentiment"] == "negative"
+    assert any(c["text"] == "hello?? anyone there" for c in detail["conversation"])
+
+    sent = stack.agent("POST", f"/api/escalations/{mine['id']}/reply",
+                       json={"text": "Hi, I'm Sam from support. I'm looking at your order now."})
+    assert sent.json() == {"delivered": "queued"}  # REST cannot push: next request gets it
+    got = stack.say(sender, "ok thanks", metadata=customer(12347))
+    assert [r["text"] for r in got] == ["Hi, I'm Sam from support. I'm looking at your order now."]
+
+    done = stack.agent("POST", f"/api/escalations/{mine['id']}/resolve").json()
+    assert done["status"] == "resolved"
+    back = stack.say(sender, "how many customers do we have", metadata=customer(12347))
+    texts = [r["text"] for r in back]
+    assert texts[0].startswith("I'm back")
+    assert any("customers in the CRM" in t for t in texts[1:]), texts
+
+    with get_engine(_crm(stack)).connect() as conn:
+        rows = conn.execute(select(m.Interaction.direction, m.Interaction.text,
+                                   m.Interaction.sentiment, m.Interaction.customer_id)
+                            .where(m.Interaction.sender_id == sender)).all()
+    incoming = [r for r in rows if r.direction == "in"]
+    assert len(incoming) >= 4
+    assert all(r.sentiment in {"negative", "neutral", "positive"} for r in incoming)
+    assert all(r.customer_id == 12347 for r in incoming)
+    assert len({r.text for r in incoming}) == len(incoming)  # each message stored once
+    assert any(r.direction == "out" and "Sam from support" in r.text for r in rows)
+
+
+def test_no_agent_online_opens_a_ticket(stack: Stack) -> None:
+    """Nobody at the console: the customer gets a ticket and a time, not silence."""
+    with get_engine(_crm(stack)).begin() as conn:
+        conn.execute(m.Agent.__table__.update().values(last_seen_at=None))
+    replies = stack.say("web:asks-1", "i want to talk to a human")
+    text = replies[-1]["text"]
+    assert "ticket number" in text and "within 4 hours" in text
+    # Not paused: the bot still answers.
+    assert stack.say("web:asks-1", "hello")[0]["text"].startswith("Hello")
+    with get_engine(_crm(stack)).connect() as conn:
+        kinds = conn.execute(select(m.Ticket.kind).where(m.Ticket.sender_id == "web:asks-1"))
+        assert list(kinds.scalars()) == ["handoff"]
