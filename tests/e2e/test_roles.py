@@ -1,0 +1,109 @@
+"""Who sees what, through the real Rasa server and action server (REST).
+
+A rep signed as rep:2 gets only rep 2's leads, ranked as lead_scores ranks
+them; another rep cannot read them; an anonymous visitor gets no order details
+and no sales data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from sqlalchemy import insert, select
+
+from crm_ml import loader
+from crm_ml.db import migrate
+from crm_ml.db import models as m
+from crm_ml.db.session import get_engine
+from crm_ml.identity import sign
+from tests.support.retail import retail_frame
+from tests.support.servers import Stack, assistant
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "roles-secret"
+# Leads 1..24 round-robin over 8 reps: rep 2 owns 2, 10 and 18.
+SCORES = {lead: round(0.05 + 0.037 * ((lead * 7) % 24), 3) for lead in range(1, 25)}
+
+
+def signed(user: str) -> dict:
+    return {"auth": {"user": user, "sig": sign(user, SECRET)}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("roles")
+    url = f"sqlite:///{workdir / 'crm.db'}"
+    migrate.upgrade(url)
+    bank = pd.DataFrame({"age": range(30, 54), "campaign": [1] * 24, "y": ["no"] * 24})
+    xedu = pd.DataFrame({"Lead Number": [], "Converted": []})
+    records, summary = loader.prepare_leads(bank, xedu)
+    with get_engine(url).begin() as conn:
+        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="roles")
+        loader.load_leads(conn, records, summary, data_hash="roles")
+        conn.execute(insert(m.LeadScore), [
+            {"lead_id": lead, "score": score, "model_version": "test",
+             "reasons": [{"text": f"reason for lead {lead}", "effect": "raises", "weight": 1}]}
+            for lead, score in SCORES.items()])
+    with assistant(workdir, url, extra_env={"CRM_IDENTITY_SECRET": SECRET}) as running:
+        yield running
+
+
+def _lead_ids(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"Lead (\d+),", text)]
+
+
+def test_rep_2_gets_only_their_leads_in_score_order(stack: Stack) -> None:
+    answer = " ".join(r["text"] for r in stack.say("web:rep2", "who are my hottest leads",
+                                                   metadata=signed("rep:2")))
+    expected = sorted((lead for lead in SCORES if (lead - 1) % 8 + 1 == 2),
+                      key=lambda lead: -SCORES[lead])
+    assert _lead_ids(answer) == expected
+    assert f"reason for lead {expected[0]}" in answer
+
+
+def test_manager_sees_the_team(stack: Stack) -> None:
+    answer = " ".join(r["text"] for r in stack.say("web:mgr", "show me the hottest leads",
+                                                   metadata=signed("manager:1")))
+    top5 = sorted(SCORES, key=lambda lead: -SCORES[lead])[:5]
+    assert _lead_ids(answer) == top5
+
+
+def test_another_rep_cannot_read_rep_2s_lead(stack: Stack) -> None:
+    answer = " ".join(r["text"] for r in stack.say("web:rep3", "why is lead 2 hot",
+                                                   metadata=signed("rep:3")))
+    assert "reason for lead 2" not in answer
+    assert "Lead 2," not in answer
+    own = " ".join(r["text"] for r in stack.say("web:rep2b", "why is lead 2 hot",
+                                                metadata=signed("rep:2")))
+    assert "reason for lead 2" in own
+
+
+def test_forged_signature_is_anonymous(stack: Stack) -> None:
+    forged = {"auth": {"user": "rep:2", "sig": sign("rep:2", "wrong-secret")}}
+    answer = " ".join(r["text"] for r in stack.say("web:forger", "who are my hottest leads",
+                                                   metadata=forged))
+    assert _lead_ids(answer) == []
+    assert "can't share" in answer
+
+
+def test_anonymous_visitor_gets_no_order_details(stack: Stack) -> None:
+    replies = stack.say("web:anon", "where is my order 500001")
+    answer = " ".join(r["text"] for r in replies)
+    assert "e-mail" in answer  # asked to verify
+    for detail in ("35.64", "delivered", "2010"):
+        assert detail not in answer
+    wrong = stack.say("web:anon", "my email is someone.else@example.com")
+    wrong_text = " ".join(r["text"] for r in wrong)
+    assert "35.64" not in wrong_text and "delivered" not in wrong_text.lower()
+
+
+def test_verified_customer_sees_their_order(stack: Stack) -> None:
+    with get_engine(f"sqlite:///{stack.workdir / 'crm.db'}").connect() as conn:
+        email = conn.execute(select(m.Customer.email).where(m.Customer.id == 12347)).scalar_one()
+    stack.say("web:ada", "where is my order 500001")
+    answer = " ".join(r["text"] for r in stack.say("web:ada", f"my email is {email}"))
+    assert "500001" in answer and "delivered" in answer.lower()
