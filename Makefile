@@ -55,8 +55,13 @@ db: install  ## Create or migrate the CRM schema
 load: db  ## Load the public datasets into the CRM (idempotent)
 	$(CRM) load
 
-train-models: load  ## Train every crm_ml model and write scores to the CRM
-	@if $(CRM) --help | grep -q " train "; then $(CRM) train all; else echo "crm-ml train not available yet"; fi
+MODELS_DONE := var/models.trained
+$(MODELS_DONE): $(wildcard crm_ml/*.py crm_ml/features/*.py) | $(APP)/.installed
+	$(MAKE) load
+	$(CRM) train all
+	@touch $@
+
+train-models: $(MODELS_DONE)  ## Train every crm_ml model and write scores to the CRM
 
 # CLINC150's out-of-scope examples are generated from the datasets, never committed.
 $(OOS_NLU): scripts/make_oos_nlu.py | $(APP)/.installed
@@ -65,7 +70,7 @@ $(OOS_NLU): scripts/make_oos_nlu.py | $(APP)/.installed
 # The NLU pipeline's sentiment component is copied from crm_ml's model.
 $(SENTIMENT): crm_ml/sentiment.py crm_ml/sentiment_infer.py $(wildcard data/nlu/*.yml) | $(APP)/.installed
 	$(MAKE) db
-	$(APP)/bin/python -c "from crm_ml.sentiment import train_and_store; print(train_and_store())"
+	$(CRM) train sentiment
 
 $(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(SENTIMENT) $(wildcard bot/*.py) $(BOT)/.installed
 	@mkdir -p models/rasa
@@ -93,8 +98,9 @@ test-fast: install  ## Tests without the slow and end-to-end ones
 lint: install  ## Ruff over the code
 	$(APP)/bin/ruff check crm_ml actions bot tests
 
-report: train-models  ## Held-out metrics of every model (reports/)
+report: train-models  ## Held-out metrics of every model (reports/), NLU cross-validation
 	$(CRM) report
+	$(CRM) report --format json
 
 bench:  ## Benchmarks (bench/results.json)
 	@echo "make bench: not built yet (issue 6)"; exit 1

@@ -14,6 +14,7 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
 from rasa.shared.nlu.constants import (
     ENTITIES,
@@ -168,3 +169,31 @@ class OutOfScopeToFallback(GraphComponent):
                         item[INTENT_NAME_KEY] = self._target
                 message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
+)
+class LinearIntentClassifier(LogisticRegressionClassifier):
+    """Rasa's LogisticRegressionClassifier that survives empty messages.
+
+    Rasa 3.6's classifier fails on a message without tokens (an empty or blank
+    text gets a shorter feature vector: "X has 7974 features, but ... expecting
+    7984"), which takes the whole turn down. Such messages get ``nlu_fallback``.
+    """
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        texts = [m for m in messages if (m.get(TEXT) or "").strip()]
+        if texts:
+            super().process(texts)
+        for message in messages:
+            if not (message.get(TEXT) or "").strip():
+                message.set(INTENT, {INTENT_NAME_KEY: "nlu_fallback",
+                                     PREDICTED_CONFIDENCE_KEY: 1.0}, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [], add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        """Training examples keep their labels (no fallback for intent-only examples)."""
+        super().process(training_data.training_examples)
+        return training_data

@@ -27,7 +27,6 @@ from the raw files without a CRM.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -40,14 +39,15 @@ TRANSACTION_COLUMNS = [
     "country", "kind",
 ]
 
-#: Stock codes of Online Retail II that are not products: postage, carriage,
-#: manual entries, discounts, bank charges, adjustments and test items.
+#: Stock codes of Online Retail II that are not goods: postage, carriage, manual
+#: entries, discounts, samples, fees, adjustments, test items. The same list as
+#: the CRM loader's (``crm_ml.loader.NON_PRODUCT_CODES``), compared case-blind.
 NON_PRODUCT_CODES: frozenset[str] = frozenset({
-    "POST", "DOT", "C2", "M", "D", "CRUK", "BANK CHARGES", "AMAZONFEE", "ADJUST", "ADJUST2",
-    "TEST001", "TEST002", "S", "B",
+    "POST", "DOT", "M", "C2", "D", "S", "B", "BANK CHARGES", "ADJUST", "ADJUST2", "AMAZONFEE",
+    "PADS", "CRUK", "TEST001", "TEST002",
 })
-
-_GIFT_VOUCHER = re.compile(r"^gift_", re.IGNORECASE)
+#: Prefixes of non-goods codes (gift vouchers, tests), as in the loader.
+NON_PRODUCT_PREFIXES: tuple[str, ...] = ("gift_0001_", "TEST")
 
 
 def is_product_code(code: str) -> bool:
@@ -59,8 +59,8 @@ def is_product_code(code: str) -> bool:
     Returns:
         False for postage, fees, manual lines, adjustments, tests and gift vouchers.
     """
-    code = code.strip()
-    return bool(code) and code.upper() not in NON_PRODUCT_CODES and not _GIFT_VOUCHER.match(code)
+    return (bool(code.strip()) and code.strip().upper() not in NON_PRODUCT_CODES
+            and not code.startswith(NON_PRODUCT_PREFIXES))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +85,8 @@ def clean_online_retail(raw: pd.DataFrame) -> pd.DataFrame:
     Keeps the rows with a customer id, a positive quantity and price, an invoice
     that is not a cancellation (``C...``) or an adjustment (``A...``), and a
     product stock code (see :data:`NON_PRODUCT_CODES`). On the full data this
-    leaves 788,206 rows of 5,852 customers: the 791,044 valid rows of MANIFEST.md
-    minus 2,838 postage, carriage, manual, discount and fee lines.
+    leaves 788,189 rows of 5,852 customers: the 791,044 valid rows of MANIFEST.md
+    minus 2,855 postage, carriage, manual, discount and fee lines.
 
     Args:
         raw: Output of :func:`crm_ml.datasets.read_online_retail` (or a slice of it).
@@ -111,7 +111,7 @@ def clean_online_retail(raw: pd.DataFrame) -> pd.DataFrame:
         "invoice": df["Invoice"],
         "customer_id": df["Customer ID"],
         "invoiced_at": df["InvoiceDate"],
-        "stock_code": df["StockCode"].str.strip(),
+        "stock_code": df["StockCode"],
         "quantity": df["Quantity"],
         "unit_price": df["Price"],
         "country": df["Country"],
@@ -129,32 +129,27 @@ def read_transactions(session: Any, *, since: Any | None = None) -> pd.DataFrame
     Returns:
         The transaction table (see the module docstring), sales only, sorted by time.
     """
-    from sqlalchemy import select
+    from sqlalchemy import Float, cast, select
 
     from crm_ml.db.models import Order, OrderLine
 
+    columns = ["invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price",
+               "country", "kind"]
     stmt = (
         select(
-            Order.id.label("invoice"),
-            Order.customer_id,
-            Order.invoiced_at,
-            OrderLine.stock_code,
+            Order.id, Order.customer_id, Order.invoiced_at, OrderLine.stock_code,
             OrderLine.quantity,
-            OrderLine.unit_price,
-            Order.country,
-            Order.kind,
+            cast(OrderLine.unit_price, Float),  # floats, not one Decimal per row
+            Order.country, Order.kind,
         )
         .join(OrderLine, OrderLine.order_id == Order.id)
         .where(Order.kind == "sale", OrderLine.quantity > 0, OrderLine.unit_price > 0)
     )
     if since is not None:
         stmt = stmt.where(Order.invoiced_at >= since)
-    rows = session.execute(stmt).all()
-    df = pd.DataFrame(rows, columns=[
-        "invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price",
-        "country", "kind",
-    ])
-    if df.empty:
+    # Core execution on the session's connection: no ORM row processing per line.
+    rows = session.connection().execute(stmt).all()
+    if not rows:
         return pd.DataFrame({
             "invoice": pd.Series(dtype=str), "customer_id": pd.Series(dtype="int64"),
             "invoiced_at": pd.Series(dtype="datetime64[ns]"), "stock_code": pd.Series(dtype=str),
@@ -162,7 +157,8 @@ def read_transactions(session: Any, *, since: Any | None = None) -> pd.DataFrame
             "amount": pd.Series(dtype="float64"), "country": pd.Series(dtype=str),
             "kind": pd.Series(dtype=str),
         })
-    df["unit_price"] = df["unit_price"].astype(float)  # Numeric columns arrive as Decimal
+    df = pd.DataFrame(dict(zip(columns, (list(c) for c in zip(*rows, strict=True)),
+                               strict=True)))
     logger.info("read_transactions: %d lines", len(df))
     return _typed(df)
 
@@ -179,3 +175,90 @@ def transactions_hash(df: pd.DataFrame) -> str:
     cols = ["invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price"]
     h.update(pd.util.hash_pandas_object(df[cols], index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def reference_date(df: pd.DataFrame) -> pd.Timestamp:
+    """Return the day after the last transaction (midnight), the usual RFM reference.
+
+    Args:
+        df: A non-empty transaction table.
+    """
+    return pd.Timestamp(df["invoiced_at"].max()).normalize() + pd.Timedelta(days=1)
+
+
+def rfm_table(df: pd.DataFrame, *, reference: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Recency, frequency and monetary value per customer.
+
+    ``recency_days`` counts whole days from the day of the last purchase to the
+    reference date (so a purchase on the reference date's eve has recency 1),
+    ``frequency`` counts distinct invoices and ``monetary`` sums the line
+    amounts. Transactions at or after ``reference`` are ignored.
+
+    Args:
+        df: A transaction table.
+        reference: Reference date (default: :func:`reference_date`).
+
+    Returns:
+        One row per customer with purchases, indexed by ``customer_id``, with
+        columns ``recency_days`` (int), ``frequency`` (int), ``monetary`` (float),
+        ``first_purchase`` and ``last_purchase``.
+    """
+    if reference is None:
+        reference = reference_date(df)
+    df = df[df["invoiced_at"] < reference]
+    g = df.groupby("customer_id", sort=True)
+    out = pd.DataFrame({
+        "last_purchase": g["invoiced_at"].max(),
+        "first_purchase": g["invoiced_at"].min(),
+        "frequency": g["invoice"].nunique().astype("int64"),
+        "monetary": g["amount"].sum().astype("float64"),
+    })
+    out.insert(0, "recency_days",
+               (reference - out["last_purchase"].dt.normalize()).dt.days.astype("int64"))
+    out.index.name = "customer_id"
+    return out[["recency_days", "frequency", "monetary", "first_purchase", "last_purchase"]]
+
+
+def complete_weeks(df: pd.DataFrame) -> pd.DatetimeIndex:
+    """Return the Monday of every complete week the transactions cover.
+
+    Weeks run Monday to Sunday. The first week is the one of the first
+    transaction; the last is the last week whose Sunday the data reaches, so a
+    week still under way at the end of the data (Online Retail II ends on a
+    Friday) is left out rather than counted as a weak week.
+
+    Args:
+        df: A non-empty transaction table.
+    """
+    first = pd.Timestamp(df["invoiced_at"].min()).normalize()
+    last = pd.Timestamp(df["invoiced_at"].max()).normalize()
+    start = first - pd.Timedelta(days=first.dayofweek)
+    # the week holding `last` is complete only when `last` is its Sunday
+    stop = last - pd.Timedelta(days=last.dayofweek) - pd.Timedelta(days=7 * (last.dayofweek < 6))
+    return pd.date_range(start, stop, freq="W-MON", name="week")
+
+
+def weekly_revenue(df: pd.DataFrame, *, by: str | pd.Series | None = None,
+                   weeks: pd.DatetimeIndex | None = None) -> pd.DataFrame | pd.Series:
+    """Sales revenue per week (Monday start), weeks without sales as zero.
+
+    Args:
+        df: A transaction table.
+        by: None for the total; a column name (``"country"``) or a Series aligned
+            on ``df`` (e.g. each line's customer segment) for one column per group.
+        weeks: The week starts to report (default: :func:`complete_weeks`).
+
+    Returns:
+        A Series named ``revenue`` (total) or a DataFrame with one column per group,
+        indexed by the week's Monday.
+    """
+    if weeks is None:
+        weeks = complete_weeks(df)
+    week = df["invoiced_at"].dt.normalize() - pd.to_timedelta(df["invoiced_at"].dt.dayofweek,
+                                                               unit="D")
+    if by is None:
+        s = df["amount"].groupby(week).sum()
+        return s.reindex(weeks, fill_value=0.0).rename("revenue").astype(float)
+    key = df[by] if isinstance(by, str) else by
+    table = df["amount"].groupby([week, key]).sum().unstack(fill_value=0.0)
+    return table.reindex(weeks, fill_value=0.0).astype(float)

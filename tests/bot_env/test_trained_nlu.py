@@ -1,0 +1,57 @@
+"""The trained Rasa model (bot env): a sentiment on every message, contract intents."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "rasa" / "crm.tar.gz"
+pytestmark = pytest.mark.skipif(not MODEL.is_file(),
+                                reason="no trained Rasa model: run `make train`")
+
+MESSAGES = [
+    "hi", "where is my order 536365", "this is the worst shop ever, i want my money back",
+    "thank you so much!!", "who are my hottest leads", "forecast revenue for next quarter",
+    "what's the capital of peru", "", "???", "ok", "I want to speak to a human",
+    "mark lead 412 as won", "what segment is customer 12347 in", "how do i pay",
+    "emoji only 😡😡😡", "x" * 3000,
+]
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(MODEL))
+
+    async def parse_all():
+        return [await agent.parse_message(text) for text in MESSAGES]
+
+    return asyncio.run(parse_all())
+
+
+def test_every_message_carries_one_sentiment(parsed):
+    for result in parsed:
+        sentiments = [e for e in result["entities"] if e["entity"] == "sentiment"]
+        assert len(sentiments) == 1, result["text"]
+        assert sentiments[0]["value"] in {"negative", "neutral", "positive"}
+        assert 0.0 <= sentiments[0]["confidence"] <= 1.0
+
+
+def test_angry_and_happy_are_told_apart(parsed):
+    by_text = {r["text"]: r for r in parsed}
+
+    def sentiment(text):
+        return next(e["value"] for e in by_text[text]["entities"] if e["entity"] == "sentiment")
+
+    assert sentiment("this is the worst shop ever, i want my money back") == "negative"
+    assert sentiment("thank you so much!!") == "positive"
+    assert sentiment("who are my hottest leads") != "negative"
+
+
+def test_contract_intents_and_fallback(parsed):
+    by_text = {r["text"]: r["intent"]["name"] for r in parsed}
+    assert by_text["where is my order 536365"] == "track_order"
+    assert by_text["who are my hottest leads"] == "ask_hot_leads"
+    assert by_text["I want to speak to a human"] == "contact_human_agent"
+    assert by_text["what's the capital of peru"] == "nlu_fallback"
