@@ -62,7 +62,7 @@ class ActionHandoff(Action):
                 return handoff.open_escalation(
                     session=s, sender_id=tracker.sender_id, channel=channel_of(tracker),
                     reason=reason, transcript=transcript, sentiment_history=sentiments,
-                    customer_id=customer_id)
+                    customer_id=customer_id, live_possible=channel_of(tracker) != "voice")
 
         outcome = await call_crm(dispatcher, self.name(), record)
         if outcome is None:

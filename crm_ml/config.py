@@ -53,6 +53,7 @@ class Settings:
         telegram_webhook_url: Public webhook URL for Telegram; empty means long polling.
         telegram_webhook_secret: Secret Telegram echoes in webhook calls.
         demo_agent_password: Password of the demo agent that ``make demo`` creates.
+        twilio_auth_token: Checks Twilio's request signatures on the voice webhook.
     """
 
     database_url: str
@@ -71,6 +72,7 @@ class Settings:
     telegram_webhook_url: str = ""
     telegram_webhook_secret: str = field(default="", repr=False)
     demo_agent_password: str = field(default="demo-agent", repr=False)
+    twilio_auth_token: str = field(default="", repr=False)
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -102,4 +104,5 @@ def get_settings() -> Settings:
         telegram_webhook_url=_get(env, "TELEGRAM_WEBHOOK_URL", ""),
         telegram_webhook_secret=_get(env, "TELEGRAM_WEBHOOK_SECRET", ""),
         demo_agent_password=_get(env, "CRM_DEMO_AGENT_PASSWORD", "demo-agent"),
+        twilio_auth_token=_get(env, "TWILIO_AUTH_TOKEN", ""),
     )

@@ -90,6 +90,8 @@ class Availability:
         """When the customer can expect an answer, in words."""
         if self.available:
             return "A colleague will be with you in a few minutes."
+        if self.reason == "callback":
+            return "A colleague will call you back shortly."
         if self.reason == "no_agent_online" or self.next_opening is None:
             return "All our colleagues are busy right now; one will reply within 4 hours."
         when = self.next_opening
@@ -213,14 +215,18 @@ class EscalationOutcome:
 
 def open_escalation(*, session: Session, sender_id: str, channel: str, reason: str,
                     transcript: list[dict[str, Any]], sentiment_history: list[dict[str, Any]],
-                    customer_id: int | None, now: dt.datetime | None = None
-                    ) -> EscalationOutcome:
+                    customer_id: int | None, now: dt.datetime | None = None,
+                    live_possible: bool = True) -> EscalationOutcome:
     """Record an escalation with its context; open a ticket when nobody can take it live.
 
     An open escalation of the same conversation is reused rather than duplicated.
+    ``live_possible=False`` (a phone call, which an agent cannot join) always
+    becomes a ticket with a callback promise.
     """
     now = now or utcnow()
     avail = availability(session=session, now=now)
+    if not live_possible and avail.available:
+        avail = Availability(False, "callback", None)
     profile = customer_profile(session=session, customer_id=customer_id)
     latest = sentiment_history[-1]["sentiment"] if sentiment_history else None
     existing = session.scalar(

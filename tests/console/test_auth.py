@@ -8,6 +8,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
 from console import auth
+from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from tests.console.conftest import AGENT_PASSWORD, csrf_of, login, signed
@@ -169,10 +170,12 @@ def test_create_agent_checks_its_input(crm: str, agent_id: int) -> None:
 
 def test_demo_agent(client: TestClient, crm: str, env: pytest.MonkeyPatch) -> None:
     env.delenv("CRM_DEMO_AGENT_PASSWORD", raising=False)
+    get_settings.cache_clear()
     first = auth.ensure_demo_agent(url=crm)
     assert auth.ensure_demo_agent(url=crm) == first
     assert login(client, username="agent", password="demo-agent").status_code == 303
     env.setenv("CRM_DEMO_AGENT_PASSWORD", "a new demo password")
+    get_settings.cache_clear()  # settings are read once per process
     assert auth.ensure_demo_agent(url=crm) == first
     client.cookies.clear()
     assert login(client, username="agent", password="demo-agent").status_code == 401
