@@ -192,6 +192,13 @@ def train(what: str = "all", *, url: str | None = None, models_dir: Path | None 
                 sink(message)
 
         run(update)
+    cold = ("segments", "churn", "recommendations")
+    if all(name in results and results[name].ok for name in cold):
+        from crm_ml import coldstart
+        from crm_ml.db import session_scope
+
+        with session_scope(url) as s:
+            coldstart.fill(session=s)
     failed = [r for r in results.values() if not r.ok]
     if failed:
         err = TrainingError("; ".join(f"{r.name}: {r.error}" for r in failed))
