@@ -98,9 +98,12 @@ test-fast: install  ## Tests without the slow and end-to-end ones
 lint: install  ## Ruff over the code
 	$(APP)/bin/ruff check crm_ml actions bot tests
 
-report: train-models  ## Held-out metrics of every model (reports/), NLU cross-validation
+report: train-models $(OOS_NLU)  ## Held-out metrics of every model (reports/), NLU 5-fold CV
 	$(CRM) report
 	$(CRM) report --format json
+	$(RASA) test nlu --cross-validation --folds 5 --nlu data --config config.yml --out reports/nlu_cv
+	@$(APP)/bin/python -c "import json; r = json.load(open('reports/nlu_cv/intent_report.json')); \
+	print('NLU 5-fold intent macro-F1: %.3f' % r['macro avg']['f1-score'])"
 
 bench:  ## Benchmarks (bench/results.json)
 	@echo "make bench: not built yet (issue 6)"; exit 1
