@@ -67,7 +67,8 @@ def _summary(esc: m.Escalation) -> dict[str, Any]:
             "created_at": esc.created_at.isoformat(timespec="seconds")}
 
 
-def _crm(fn: Any) -> Any:
+def crm_call(fn: Any) -> Any:
+    """Run a CRM call; unknown ids become 404 and an unreachable CRM 503."""
     try:
         return fn()
     except NotFound as exc:
@@ -102,7 +103,7 @@ def list_escalations(agent: Agent, status: str = "open") -> list[dict[str, Any]]
         with session_scope() as s:
             return [_summary(e) for e in handoff.list_escalations(session=s, status=status)]
 
-    return _crm(run)
+    return crm_call(run)
 
 
 @router.get("/escalations/{escalation_id}")
@@ -114,7 +115,7 @@ def read_escalation(escalation_id: int, agent: Agent) -> dict[str, Any]:
                     "sentiment_history": esc.sentiment_history, "context": esc.context,
                     "conversation": handoff.conversation(session=s, sender_id=esc.sender_id)}
 
-    return _crm(run)
+    return crm_call(run)
 
 
 @router.post("/escalations/{escalation_id}/reply")
@@ -128,7 +129,7 @@ def reply(escalation_id: int, body: ReplyIn, agent: Agent) -> dict[str, Any]:
                           entity="escalations", entity_id=str(esc.id))
             return esc.sender_id
 
-    sender = _crm(find)
+    sender = crm_call(find)
     result = rasa_handoff("reply", {"sender_id": sender, "text": body.text,
                                     "agent": agent.user})
     return {"delivered": result.get("status")}
@@ -141,7 +142,7 @@ def resolve(escalation_id: int, agent: Agent) -> dict[str, Any]:
             return handoff.resolve(session=s, escalation_id=escalation_id,
                                    agent=agent.user).sender_id
 
-    sender = _crm(run)
+    sender = crm_call(run)
     result = rasa_handoff("resume", {"sender_id": sender, "agent": agent.user})
     return {"status": "resolved", "bot": result.get("status")}
 
@@ -154,4 +155,4 @@ def heartbeat(agent: Agent) -> dict[str, Any]:
             handoff.mark_agent_seen(session=s, agent_id=agent.number or 0)
             return handoff.agents_online(session=s)
 
-    return {"online": _crm(run)}
+    return {"online": crm_call(run)}

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
-from console.api import rasa_handoff
+from console.api import crm_call, rasa_handoff
 from console.auth import (
     Viewer,
     authenticate,
@@ -39,7 +39,6 @@ from console.auth import (
 from crm_ml import handoff
 from crm_ml.config import get_settings
 from crm_ml.db import session_scope
-from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.identity import from_metadata
 
 logger = logging.getLogger(__name__)
@@ -68,14 +67,6 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     return response
 
 
-def _crm(fn: Any) -> Any:
-    try:
-        return fn()
-    except NotFound as exc:
-        raise HTTPException(404, "No such escalation.") from exc
-    except CRMUnavailable as exc:
-        logger.exception("CRM unavailable")
-        raise HTTPException(503, "The CRM is unavailable; try again shortly.") from exc
 
 
 def _safe_next(target: str | None) -> str:
@@ -121,7 +112,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)] = "",
         return render(request, "login.html", {
             "next": target, "disabled": False,
             "error": "Too many wrong passwords: wait 15 minutes and try again."}, status=429)
-    agent = _crm(lambda: authenticate(name, password)) if name and password else None
+    agent = crm_call(lambda: authenticate(name, password)) if name and password else None
     if agent is None:
         logger.info("failed console sign-in")
         return render(request, "login.html", {
@@ -164,16 +155,16 @@ def _inbox_rows() -> tuple[list[dict[str, Any]], int]:
 
 @router.get("/", response_class=HTMLResponse)
 def inbox(request: Request, viewer: AgentViewer, resolved: int | None = None) -> HTMLResponse:
-    _crm(lambda: _seen(viewer))
-    rows, tickets = _crm(_inbox_rows)
+    crm_call(lambda: _seen(viewer))
+    rows, tickets = crm_call(_inbox_rows)
     return render(request, "inbox.html", {"viewer": viewer, "rows": rows, "tickets": tickets,
                                           "resolved": resolved})
 
 
 @router.get("/inbox/rows", response_class=HTMLResponse)
 def inbox_rows(request: Request, viewer: AgentViewer) -> HTMLResponse:
-    _crm(lambda: _seen(viewer))
-    rows, _ = _crm(_inbox_rows)
+    crm_call(lambda: _seen(viewer))
+    rows, _ = crm_call(_inbox_rows)
     return render(request, "_inbox_rows.html", {"rows": rows}, forms=False)
 
 
@@ -203,7 +194,7 @@ def _profile(s: Any, esc: Any) -> dict[str, Any]:
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
 def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
                     sent: int = 0, error: str | None = None) -> HTMLResponse:
-    _crm(lambda: _seen(viewer))
+    crm_call(lambda: _seen(viewer))
 
     def load() -> dict[str, Any]:
         with session_scope() as s:
@@ -217,7 +208,7 @@ def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
                                                                    timespec="minutes")},
                     "profile": _profile(s, esc), "messages": _messages(s, esc)}
 
-    data = _crm(load)
+    data = crm_call(load)
     errors = {"unreachable": "The assistant could not be reached: the message was not sent.",
               "resolved": "This conversation is already resolved."}
     return render(request, "escalation.html", {"viewer": viewer, **data, "sent": bool(sent),
@@ -227,14 +218,14 @@ def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
 @router.get("/escalations/{escalation_id}/live")
 def escalation_live(escalation_id: int, viewer: AgentViewer) -> JSONResponse:
     """The transcript and status, polled by the escalation page (also a heartbeat)."""
-    _crm(lambda: _seen(viewer))
+    crm_call(lambda: _seen(viewer))
 
     def load() -> dict[str, Any]:
         with session_scope() as s:
             esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
             return {"id": esc.id, "status": esc.status, "messages": _messages(s, esc)}
 
-    return JSONResponse(_crm(load), headers={"Cache-Control": "no-store"})
+    return JSONResponse(crm_call(load), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/escalations/{escalation_id}/reply")
@@ -255,7 +246,7 @@ def reply(request: Request, escalation_id: int, viewer: AgentViewer,
                           entity="escalations", entity_id=str(esc.id))
             return esc.sender_id
 
-    sender = _crm(find)
+    sender = crm_call(find)
     if sender is None:
         return RedirectResponse(f"{page}?error=resolved", status_code=303)
     try:
@@ -278,7 +269,7 @@ def resolve(request: Request, escalation_id: int, viewer: AgentViewer,
             return handoff.resolve(session=s, escalation_id=escalation_id,
                                    agent=viewer.user).sender_id
 
-    sender = _crm(run)
+    sender = crm_call(run)
     if sender is None:
         return RedirectResponse("/", status_code=303)
     try:
@@ -294,13 +285,13 @@ def resolve(request: Request, escalation_id: int, viewer: AgentViewer,
 
 @router.get("/insights", response_class=HTMLResponse)
 def insights_page(request: Request, viewer: AgentViewer) -> HTMLResponse:
-    _crm(lambda: _seen(viewer))
+    crm_call(lambda: _seen(viewer))
 
     def load() -> dict[str, Any]:
         with session_scope() as s:
             return ins.insights(session=s)
 
-    data = _crm(load)
+    data = crm_call(load)
     charts = bool(getattr(request.app.state, "charts", False))
     return render(request, "insights.html", {"viewer": viewer, "charts": charts, **data})
 
