@@ -385,38 +385,36 @@ def load_all(url: str | None = None, *, progress: ProgressFn | None = None,
     Returns:
         One summary per dataset group, ``skipped`` when it was already loaded.
     """
+
+    def retail(conn: Connection, data_hash: str) -> LoadSummary:
+        if progress:
+            progress("read Online Retail II", 0, 1)
+        tables = prepare_retail(datasets.read_online_retail())
+        if progress:
+            progress("read Online Retail II", 1, 1)
+        return load_retail(conn, tables, data_hash=data_hash, progress=progress)
+
+    def leads(conn: Connection, data_hash: str) -> LoadSummary:
+        records, s = prepare_leads(datasets.read_bank_marketing(), datasets.read_x_education())
+        return load_leads(conn, records, s, data_hash=data_hash, progress=progress)
+
+    groups = {"retail": ("online_retail_ii", ("retail_2009", "retail_2010"), retail),
+              "leads": ("leads", ("bank_additional", "leads"), leads)}
     engine = get_engine(url)
     out: list[LoadSummary] = []
-    if "retail" in what:
+    for key, (dataset, files, load) in groups.items():
+        if key not in what:
+            continue
         t0 = time.perf_counter()
-        data_hash = datasets.file_hash("retail_2009", "retail_2010")
+        data_hash = datasets.file_hash(*files)
         with engine.begin() as conn:
-            if _already(conn, "online_retail_ii", data_hash):
-                s = LoadSummary(dataset="online_retail_ii", skipped=True)
-                s.__dict__.update({k: v for k, v in _recorded(conn, "online_retail_ii").items()
+            if _already(conn, dataset, data_hash):
+                s = LoadSummary(dataset=dataset, skipped=True)
+                s.__dict__.update({k: v for k, v in _recorded(conn, dataset).items()
                                    if k in {"rows_read", "rows_kept", "dropped", "kept",
                                             "facts"}})
             else:
-                if progress:
-                    progress("read Online Retail II", 0, 1)
-                tables = prepare_retail(datasets.read_online_retail())
-                if progress:
-                    progress("read Online Retail II", 1, 1)
-                s = load_retail(conn, tables, data_hash=data_hash, progress=progress)
-        s.seconds = time.perf_counter() - t0
-        out.append(s)
-    if "leads" in what:
-        t0 = time.perf_counter()
-        data_hash = datasets.file_hash("bank_additional", "leads")
-        with engine.begin() as conn:
-            if _already(conn, "leads", data_hash):
-                s = LoadSummary(dataset="leads", skipped=True)
-                s.__dict__.update({k: v for k, v in _recorded(conn, "leads").items()
-                                   if k in {"rows_read", "rows_kept", "dropped", "kept"}})
-            else:
-                records, s = prepare_leads(datasets.read_bank_marketing(),
-                                           datasets.read_x_education())
-                s = load_leads(conn, records, s, data_hash=data_hash, progress=progress)
+                s = load(conn, data_hash)
         s.seconds = time.perf_counter() - t0
         out.append(s)
     return out
