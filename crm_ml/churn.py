@@ -53,6 +53,7 @@ from crm_ml.scoring import (
     N_REASONS,
     OOFCalibratedClassifier,
     binary_metrics,
+    diagnostics,
     group_contributions,
     pick_reasons,
 )
@@ -273,6 +274,7 @@ def fit_and_evaluate(orders: pd.DataFrame, *, estimator: str = "auto",
         "test_rows": len(X_test), "test_churn_rate": round(float(y_test.mean()), 4),
         "estimator": model.estimator_name_, "cv_auc": model.cv_auc_,
         "threshold": model.threshold_,
+        **diagnostics(y_test, model.predict_proba(X_test)[:, 1], model.threshold_),
     }
     logger.info("churn held-out: %s", {k: round(v, 4) for k, v in metrics.items()})
     return model, metrics, info

@@ -14,8 +14,9 @@ a churn score with its reason and recommendations, this step writes:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_ml.db import models as m
@@ -26,39 +27,59 @@ SEGMENT = "No purchases"
 RULE_VERSION = "rule:no-purchase"
 
 
-def customers_without_scores(*, session: Session) -> list[int]:
-    """Customers that have no segment row (no product purchase)."""
-    scored = select(m.Segment.customer_id)
-    return list(session.scalars(select(m.Customer.id).where(m.Customer.id.not_in(scored))
+def _without(session: Session, column: Any) -> list[int]:
+    """Customers with no row in ``column``'s table."""
+    return list(session.scalars(select(m.Customer.id)
+                                .where(m.Customer.id.not_in(select(column).where(
+                                    column.is_not(None))))
                                 .order_by(m.Customer.id)))
 
 
+def _buyers(session: Session) -> set[int]:
+    return set(session.scalars(
+        select(m.Order.customer_id).join(m.OrderLine, m.OrderLine.order_id == m.Order.id)
+        .where(m.Order.kind == "sale").distinct()))
+
+
 def fill(*, session: Session) -> int:
-    """Write default segment, churn and recommendation rows; return how many customers."""
-    missing = customers_without_scores(session=session)
-    if not missing:
-        return 0
+    """Write default rows where a customer without purchases has none; return how many.
+
+    Each table is checked on its own, since each model replaces its own rows.
+    """
+    buyers = _buyers(session)
     reference = session.scalar(select(func.max(m.Order.invoiced_at)))
+    written: set[int] = set()
+    for cid in _without(session, m.Segment.customer_id):
+        if cid in buyers:
+            continue  # a buyer without a segment waits for the segmentation model
+        customer = session.get(m.Customer, cid)
+        first = customer.first_seen or reference
+        days = (reference - first).days if reference and first else 0
+        session.add(m.Segment(customer_id=cid, recency_days=days, frequency=0, monetary=0.0,
+                              r_score=0, f_score=0, m_score=0, rfm_segment=SEGMENT,
+                              cluster=None, cluster_name="No purchases",
+                              model_version=RULE_VERSION))
+        written.add(cid)
+    for cid in _without(session, m.ChurnScore.customer_id):
+        if cid in buyers:
+            continue
+        session.add(m.ChurnScore(customer_id=cid, probability=1.0,
+                                 reasons=[{"text": "no product purchase on record",
+                                           "effect": "raises", "weight": 1.0}],
+                                 model_version=RULE_VERSION))
+        written.add(cid)
     best = session.execute(
         select(m.Recommendation.stock_code, m.Recommendation.score, m.Recommendation.rank)
         .where(m.Recommendation.customer_id.is_(None), m.Recommendation.segment.is_(None))
         .order_by(m.Recommendation.rank)).all()
-    session.execute(delete(m.ChurnScore).where(m.ChurnScore.customer_id.in_(missing)))
-    session.execute(delete(m.Recommendation).where(m.Recommendation.customer_id.in_(missing)))
-    for customer in session.scalars(select(m.Customer).where(m.Customer.id.in_(missing))):
-        first = customer.first_seen or reference
-        days = (reference - first).days if reference and first else 0
-        session.add(m.Segment(customer_id=customer.id, recency_days=days, frequency=0,
-                              monetary=0.0, r_score=0, f_score=0, m_score=0,
-                              rfm_segment=SEGMENT, cluster=None,
-                              cluster_name="No purchases", model_version=RULE_VERSION))
-        session.add(m.ChurnScore(customer_id=customer.id, probability=1.0,
-                                 reasons=[{"text": "no product purchase on record",
-                                           "effect": "raises", "weight": 1.0}],
-                                 model_version=RULE_VERSION))
+    for cid in _without(session, m.Recommendation.customer_id) if best else []:
+        if cid in buyers:
+            continue
         for row in best:
-            session.add(m.Recommendation(customer_id=customer.id, segment=None, rank=row.rank,
+            session.add(m.Recommendation(customer_id=cid, segment=None, rank=row.rank,
                                          stock_code=row.stock_code, score=row.score,
                                          source="popularity", model_version=RULE_VERSION))
-    logger.info("default scores for %d customers without purchases", len(missing))
-    return len(missing)
+        written.add(cid)
+    if written:
+        logger.info("default scores for %d customers without purchases", len(written))
+    return len(written)

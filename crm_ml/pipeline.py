@@ -192,8 +192,10 @@ def train(what: str = "all", *, url: str | None = None, models_dir: Path | None 
                 sink(message)
 
         run(update)
-    cold = ("segments", "churn", "recommendations")
-    if all(name in results and results[name].ok for name in cold):
+    # Writers of per-customer rows replace them all: give the customers without a
+    # product purchase their defaults again, unless one of those writers failed.
+    cold = [name for name in ("segments", "churn", "recommendations") if name in results]
+    if cold and all(results[name].ok for name in cold):
         from crm_ml import coldstart
         from crm_ml.db import session_scope
 

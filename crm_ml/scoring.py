@@ -105,6 +105,21 @@ def best_threshold(y_true: Sequence[int], proba: Sequence[float], metric: str = 
     return float(thresholds[best])
 
 
+def diagnostics(y_true: Sequence[int], proba: Sequence[float], threshold: float,
+                bins: int = 10) -> dict[str, Any]:
+    """The calibration curve and confusion matrix of held-out predictions (for the report)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import confusion_matrix
+
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(proba, dtype=float)
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+    matrix = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1])
+    return {"calibration": {"prob_pred": [round(float(v), 4) for v in prob_pred],
+                            "prob_true": [round(float(v), 4) for v in prob_true]},
+            "confusion_matrix": {"labels": ["no", "yes"], "matrix": matrix.tolist()}}
+
+
 def binary_metrics(y_true: Sequence[int], proba: Sequence[float], threshold: float, *,
                    brier: bool = True) -> dict[str, float]:
     """Held-out metrics of a probabilistic binary classifier.
@@ -560,12 +575,16 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         for name in (lf.BANK, lf.X_EDUCATION):
             say(f"lead scoring: fitting {name}")
             start = time.perf_counter()
-            model, m = fit_and_evaluate(read_dataset(name), name)
+            raw = read_dataset(name)
+            model, m = fit_and_evaluate(raw, name)
             models[name], metrics[name] = model, m
+            _, X_te, _, y_te = split(raw, name, seed=SEED)
             params[name] = {"estimator": model.estimator_name_, "cv_auc": model.cv_auc_,
                             "threshold": model.threshold_,
                             "dropped_columns": sorted(lf.get_spec(name).dropped),
-                            "seconds": round(time.perf_counter() - start, 1)}
+                            "seconds": round(time.perf_counter() - start, 1),
+                            **diagnostics(y_te, model.predict_proba(X_te)[:, 1],
+                                          model.threshold_)}
         data_hash = datasets.file_hash(*(_DATA_FILES[n] for n in models))
         with session_scope(url) as s:
             leads = read_leads(session=s)

@@ -319,7 +319,13 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         gap = float(np.abs(exported.predict_proba(sample) - model.predict_proba(sample)).max())
     if gap > 1e-6:
         raise RuntimeError(f"exported sentiment model differs from scikit-learn by {gap:.2e}")
-    params = {"setting": _jsonable(info["setting"]),
+    from sklearn.metrics import confusion_matrix
+
+    labels = ["negative", "neutral", "positive"]
+    matrix = confusion_matrix(info["test_labels"], model.predict(info["test_texts"]),
+                              labels=labels)
+    params = {"confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
+              "setting": _jsonable(info["setting"]),
               "grid": [_jsonable(t) for t in info["grid"]],
               "features": "tfidf word 1-2 + char_wb 2-5, sublinear tf, l2, min_df=2",
               "test_size": TEST_SIZE, "split_seed": SEED, "export_max_abs_diff": gap,

@@ -21,6 +21,8 @@ def test_fill_gives_defaults_only_to_customers_without_scores(env, sqlite_url: s
         s.flush()
         s.add(m.Order(id="1", customer_id=1, invoiced_at=dt.datetime(2011, 3, 1),
                       country="UK", kind="sale", status="delivered", total=1))
+        s.flush()
+        s.add(m.OrderLine(order_id="1", stock_code="A", quantity=1, unit_price=1))
         s.add(m.Segment(customer_id=1, recency_days=1, frequency=1, monetary=1, r_score=5,
                         f_score=1, m_score=1, rfm_segment="New Customers", model_version="v"))
         s.add(m.Recommendation(customer_id=None, segment=None, rank=1, stock_code="A",
@@ -37,6 +39,8 @@ def test_fill_gives_defaults_only_to_customers_without_scores(env, sqlite_url: s
                          .where(m.Recommendation.customer_id == 2)).all()
         assert recs == ["A"]
         assert s.get(m.Segment, 1).rfm_segment == "New Customers"  # untouched
-        assert s.get(m.ChurnScore, 1) is None
+        assert s.get(m.ChurnScore, 1) is None  # a buyer waits for the churn model
+        assert s.scalars(select(m.Recommendation)
+                         .where(m.Recommendation.customer_id == 1)).first() is None
     with session_scope() as s:
         assert coldstart.fill(session=s) == 0  # idempotent

@@ -55,6 +55,9 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
                                                          fail=model == "churn"))
         models[model] = mod_name
     monkeypatch.setattr(pipeline, "MODELS", models)
+    from crm_ml import coldstart
+
+    monkeypatch.setattr(coldstart, "fill", lambda **_k: calls.append(("coldstart", {})) or 0)
     return calls
 
 
@@ -63,7 +66,8 @@ def test_train_runs_every_model_in_order_and_times_it(fakes: list, tmp_path: Pat
     with pytest.raises(pipeline.TrainingError, match="churn exploded") as info:
         pipeline.train("all", url="sqlite:///x.db", models_dir=tmp_path,
                        progress=messages.append)
-    assert [name for name, _ in fakes] == [f"fake_crm_{n}" for n in pipeline.MODELS]
+    assert [name for name, _ in fakes] == [f"fake_crm_{n}" for n in pipeline.MODELS]  # churn
+    # failed, so the cold-start defaults were not written
     assert all(kw == {"url": "sqlite:///x.db", "models_dir": tmp_path} for _, kw in fakes)
     results = info.value.results  # type: ignore[attr-defined]
     assert list(results) == list(pipeline.MODELS)
