@@ -34,6 +34,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from crm_ml.config import get_settings
+from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ OUTBOX_SLOT = "handoff_outbox"
 MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128
 NO_PUSH_CHANNELS = {None, "rest", "cmdline", "callback"}
+# Conversations whose sender the platform authenticates (Telegram, Twilio): a REST
+# client may not name them, or it would continue them, verified customer included.
+RESERVED_SENDER_PREFIXES = ("tg:", "voice:")
 
 
 def bad_request(reason: Text) -> HTTPResponse:
@@ -51,7 +55,8 @@ def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
     """Check a REST message payload; raise ValueError with a reason a client can act on."""
     try:
         payload = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: JSON nested thousands deep (a 500 before).
         raise ValueError("the body must be UTF-8 JSON") from None
     if not isinstance(payload, dict):
         raise ValueError("the body must be a JSON object")
@@ -59,6 +64,13 @@ def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
     if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
         raise ValueError(f"'sender' must be a non-empty string of at most "
                          f"{MAX_SENDER_CHARS} characters")
+    # Control characters and lone surrogates ("\ud800" in the JSON) cannot be stored:
+    # the SQL tracker store's UnicodeEncodeError is a ValueError, on which Rasa 3.6's
+    # SQLTrackerStore.session_scope calls sys.exit(1) -- one request stopped the server.
+    if not sender.strip().isprintable():
+        raise ValueError("'sender' must be printable text")
+    if sender.strip().startswith(RESERVED_SENDER_PREFIXES):
+        raise ValueError("'sender' may not name a Telegram or phone conversation")
     if not isinstance(text, str):
         raise ValueError("'message' must be a string")
     if len(text) > MAX_MESSAGE_CHARS:
@@ -132,6 +144,13 @@ class CRMRestInput(RestInput):
                 payload = parse_rest_payload(request.body or b"")
             except ValueError as exc:
                 return bad_request(str(exc))
+            decision = limiter_for(self.name()).check(payload["sender"])
+            if not decision.allowed:
+                logger.info("REST sender rate-limited for %.1f s", decision.retry_after)
+                return response.json(
+                    {"error": "too_many_requests", "reason": POLITE_MESSAGE,
+                     "retry_after": int(decision.retry_after_header)},
+                    status=429, headers={"Retry-After": decision.retry_after_header})
             collector = CollectingOutputChannel()
             try:
                 await on_new_message(UserMessage(
@@ -173,7 +192,8 @@ def _verify(request: Request) -> Optional[Dict[Text, Any]]:
     if not secret or not signature:
         return None
     expected = hmac.new(secret.encode(), request.body or b"", hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.lower()):
+    # Bytes: compare_digest raises TypeError on a non-ASCII str (a 500 before).
+    if not hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "replace")):
         return None
     try:
         payload = json.loads(request.body)

@@ -68,6 +68,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from crm_ml.config import get_settings
+from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
 logger = logging.getLogger(__name__)
 
@@ -832,11 +833,18 @@ class TelegramInput(InputChannel):
             return 403
         try:
             data = json.loads(body.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return 400
+        if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+            return 400
+        try:
             update = Update.de_json(data, self.bot)
-        except (ValueError, TypeError, KeyError):
+        except Exception:  # noqa: BLE001 - any malformed update is the caller's error
+            logger.info("malformed Telegram update refused")
             return 400
-        if update is None:
-            return 400
+        chat = update.effective_chat if update is not None else None
+        if update is None or (chat is not None and type(chat.id) is not int):
+            return 400  # Telegram's chat ids are integers; 'tg:<anything>' is not a chat
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.config.max_concurrency)
         self.dispatch(update)
@@ -940,6 +948,11 @@ class TelegramInput(InputChannel):
                        metadata: dict[str, Any]) -> None:
         sender = sender_id_of(chat_id)
         output = self.output()
+        if not limiter_for(CHANNEL).allow(sender):
+            logger.info("Telegram chat %s rate-limited", redact(chat_id))
+            if limiter_for(f"{CHANNEL}:notice", "1/30").allow(sender):
+                await output.send_text_message(sender, POLITE_MESSAGE)
+            return
         await self._drain_outbox(sender, output)
         if self._on_new_message is None:
             logger.error("Telegram message before the channel was registered; dropped")

@@ -87,6 +87,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from bot.channels import OUTBOX_SLOT, CRMRestInput, bad_request
 from crm_ml.config import get_settings
+from crm_ml.ratelimit import limiter_for
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ LIVE_HANDOFF_PHRASE = ("A colleague can't join this call, but they have our conv
                        "and will call you back shortly.")
 IMAGE_PHRASE = "You can see the chart in the console."
 ERROR_PHRASE = "Sorry, something went wrong on our side. Could you say that again?"
+RATE_LIMITED_PHRASE = "Sorry, that was a bit fast for me. Could you say it again, slowly?"
 AGENT_PREFIX = "A message from our team:"
 END_CALL_AFTER = ("utter_goodbye", "utter_handoff_ticket", "utter_handoff_live")
 SPOKEN_OVERRIDES = {"utter_handoff_live": LIVE_HANDOFF_PHRASE}
@@ -558,6 +560,9 @@ class CRMTwilioVoiceInput(TwilioVoiceInput):
                 return bad_request(str(exc))
             if call.status in ENDED_STATUSES:
                 return xml(str(VoiceResponse()))
+            if not limiter_for(self.name()).allow(call.sender_id):
+                # Twilio needs TwiML (a 429 would be read out as an application error).
+                return xml(self.twiml([RATE_LIMITED_PHRASE], silences=call.silences))
             return xml(await self.handle_call(request.app, call, on_new_message))
 
         return hook

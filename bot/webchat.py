@@ -29,12 +29,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import engineio
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
+
+from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,41 @@ def metadata_of(data: dict[str, Any], key: str) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     return {}
+
+
+class _EngineIOServer(engineio.AsyncServer):
+    """python-engineio's server, without waiting on a client that does not read.
+
+    On a packet a client must not send (``0``, ``2``, ``6`` in a polling POST)
+    python-engineio 4.15 disconnects the session and closes it with ``wait=True``: it waits
+    until the client has read every queued packet. A client that never polls kept
+    the POST open until Rasa's one-hour response timeout, then got a 503 (a
+    request could tie up the server for an hour). Here the session is closed
+    at once; the client still gets the CLOSE packet if it polls.
+    """
+
+    async def handle_request(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().handle_request(*args, **kwargs)
+        except KeyError:
+            # A POST to a session the client closed itself (packet "1"): engine.io checks
+            # ``sid in self.sockets``, then _get_socket raises KeyError("Session is
+            # disconnected") -- a 500. It is a bad request.
+            return response.text("Session is disconnected", status=400)
+
+    async def disconnect(self, sid: str | None = None) -> None:
+        if sid is None:
+            await super().disconnect()
+            return
+        socket = self.sockets.get(sid)
+        if socket is not None:
+            await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            self.sockets.pop(sid, None)
+
+
+class _SocketIOServer(AsyncServer):
+    def _engineio_server_class(self) -> type:
+        return _EngineIOServer
 
 
 class WebChatOutput(SocketIOOutput):
@@ -142,7 +180,8 @@ class WebChatInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
                   ) -> Blueprint:
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins)
+        sio = _SocketIOServer(async_mode="sanic",
+                              cors_allowed_origins=self.cors_allowed_origins)
         hook = SocketBlueprint(sio, self.socketio_path, "webchat_socketio_webhook", __name__)
         self.sio = sio
         sessions = self._sessions
@@ -196,6 +235,11 @@ class WebChatInput(SocketIOInput):
             if text is None:
                 await output.send_text_message(
                     sender, f"Messages can be at most {MAX_MESSAGE_CHARS} characters long.")
+                return
+            if not limiter_for(self.name()).allow(sender):
+                # Say so once per 10 seconds, not once per refused message.
+                if limiter_for(f"{self.name()}:notice", "1/10").allow(sender):
+                    await output.send_text_message(sender, POLITE_MESSAGE)
                 return
             message = UserMessage(text, output, sender, input_channel=self.name(),
                                   metadata=metadata_of(data, self.metadata_key))

@@ -21,7 +21,7 @@ import logging
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from crm_ml import handoff
@@ -51,6 +51,8 @@ def require_agent(
 
 
 Agent = Annotated[Identity, Depends(require_agent)]
+# A SQL integer: 99999999999999999999 in the URL was an OverflowError (a 500) in SQLite.
+EscalationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class ReplyIn(BaseModel):
@@ -107,7 +109,7 @@ def list_escalations(agent: Agent, status: str = "open") -> list[dict[str, Any]]
 
 
 @router.get("/escalations/{escalation_id}")
-def read_escalation(escalation_id: int, agent: Agent) -> dict[str, Any]:
+def read_escalation(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         with session_scope() as s:
             esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
@@ -119,7 +121,7 @@ def read_escalation(escalation_id: int, agent: Agent) -> dict[str, Any]:
 
 
 @router.post("/escalations/{escalation_id}/reply")
-def reply(escalation_id: int, body: ReplyIn, agent: Agent) -> dict[str, Any]:
+def reply(escalation_id: EscalationId, body: ReplyIn, agent: Agent) -> dict[str, Any]:
     def find() -> str:
         with session_scope() as s:
             esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
@@ -136,7 +138,7 @@ def reply(escalation_id: int, body: ReplyIn, agent: Agent) -> dict[str, Any]:
 
 
 @router.post("/escalations/{escalation_id}/resolve")
-def resolve(escalation_id: int, agent: Agent) -> dict[str, Any]:
+def resolve(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]:
     def run() -> str:
         with session_scope() as s:
             return handoff.resolve(session=s, escalation_id=escalation_id,

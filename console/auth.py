@@ -314,7 +314,9 @@ def check_csrf(request: Request, token: str | None, viewer: Viewer | None = None
     if viewer is not None and not viewer.via_session:
         return
     expected = get_session(request).data.get("csrf")
-    if not token or not isinstance(expected, str) or not hmac.compare_digest(token, expected):
+    # Bytes: compare_digest raises TypeError on a non-ASCII str (a 500 for "csrf_token=é").
+    if not token or not isinstance(expected, str) or not hmac.compare_digest(
+            token.encode("utf-8", "replace"), expected.encode()):
         raise Forbidden("This form has expired or did not come from the console. "
                         "Reload the page and try again.")
 

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
-from console.api import crm_call, rasa_handoff
+from console.api import EscalationId, crm_call, rasa_handoff
 from console.auth import (
     Viewer,
     authenticate,
@@ -192,7 +192,7 @@ def _profile(s: Any, esc: Any) -> dict[str, Any]:
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
-def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
+def escalation_page(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
                     sent: int = 0, error: str | None = None) -> HTMLResponse:
     crm_call(lambda: _seen(viewer))
 
@@ -216,7 +216,7 @@ def escalation_page(request: Request, escalation_id: int, viewer: AgentViewer,
 
 
 @router.get("/escalations/{escalation_id}/live")
-def escalation_live(escalation_id: int, viewer: AgentViewer) -> JSONResponse:
+def escalation_live(escalation_id: EscalationId, viewer: AgentViewer) -> JSONResponse:
     """The transcript and status, polled by the escalation page (also a heartbeat)."""
     crm_call(lambda: _seen(viewer))
 
@@ -229,7 +229,7 @@ def escalation_live(escalation_id: int, viewer: AgentViewer) -> JSONResponse:
 
 
 @router.post("/escalations/{escalation_id}/reply")
-def reply(request: Request, escalation_id: int, viewer: AgentViewer,
+def reply(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
           text: Annotated[str, Form(max_length=4000)] = "",
           csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token, viewer)
@@ -257,7 +257,7 @@ def reply(request: Request, escalation_id: int, viewer: AgentViewer,
 
 
 @router.post("/escalations/{escalation_id}/resolve")
-def resolve(request: Request, escalation_id: int, viewer: AgentViewer,
+def resolve(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
             csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token, viewer)
 

@@ -54,6 +54,8 @@ class Settings:
         telegram_webhook_secret: Secret Telegram echoes in webhook calls.
         demo_agent_password: Password of the demo agent that ``make demo`` creates.
         twilio_auth_token: Checks Twilio's request signatures on the voice webhook.
+        rate_limit: Messages per sender on the public channels, ``<messages>/<seconds>``
+            (``CRM_RATE_LIMIT``, default ``20/10``; ``off`` turns limiting off).
     """
 
     database_url: str
@@ -73,6 +75,7 @@ class Settings:
     telegram_webhook_secret: str = field(default="", repr=False)
     demo_agent_password: str = field(default="demo-agent", repr=False)
     twilio_auth_token: str = field(default="", repr=False)
+    rate_limit: str = "20/10"
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -105,4 +108,5 @@ def get_settings() -> Settings:
         telegram_webhook_secret=_get(env, "TELEGRAM_WEBHOOK_SECRET", ""),
         demo_agent_password=_get(env, "CRM_DEMO_AGENT_PASSWORD", "demo-agent"),
         twilio_auth_token=_get(env, "TWILIO_AUTH_TOKEN", ""),
+        rate_limit=_get(env, "CRM_RATE_LIMIT", "20/10"),
     )

@@ -74,7 +74,9 @@ def from_metadata(metadata: Any, secret: str) -> Identity:
     ident = parse_user(user)
     if ident is None:
         return ANONYMOUS
-    if not hmac.compare_digest(sign(user, secret), sig.strip().lower()):
+    # Bytes: on str, compare_digest raises TypeError for non-ASCII text.
+    if not hmac.compare_digest(sign(user, secret).encode(),
+                               sig.strip().lower().encode("utf-8", "replace")):
         logger.warning("forged or stale signature for a %s identity", ident.role)
         return ANONYMOUS
     return ident

@@ -47,7 +47,7 @@ CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:a
 pids+=($!)
 
 .venv-bot/bin/rasa run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
-  --interface "$HOST" --port "$RASA_PORT" --cors "http://$HOST:$CONSOLE_PORT" --enable-api \
+  --interface "$HOST" --port "$RASA_PORT" --cors "http://$HOST:$CONSOLE_PORT" \
   > >(tee var/log/rasa.log | sed 's/^/[rasa] /') 2>&1 &
 pids+=($!)
 

@@ -23,7 +23,7 @@ from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from tests.support.fake_telegram import PNG_1PX, FakeTelegram
 from tests.support.retail import retail_frame
-from tests.support.servers import ROOT, Stack, assistant
+from tests.support.servers import API_TOKEN, ROOT, Stack, assistant
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,8 @@ def tracker(stack: Stack, sender: str, user_messages: int = 1, timeout: float = 
     """
     deadline = time.monotonic() + timeout
     while True:
-        r = httpx.get(f"{stack.rasa_url}/conversations/{sender}/tracker", timeout=30)
+        r = httpx.get(f"{stack.rasa_url}/conversations/{sender}/tracker", timeout=30,
+                      params={"token": API_TOKEN})
         r.raise_for_status()
         state = r.json()
         users = [e for e in state["events"] if e["event"] == "user"]
@@ -88,7 +89,8 @@ def tracker(stack: Stack, sender: str, user_messages: int = 1, timeout: float = 
 def push(stack: Stack, sender: str, message: dict) -> None:
     """Make Rasa send a bot message to ``sender`` on Telegram (Rasa's HTTP API)."""
     r = httpx.post(f"{stack.rasa_url}/conversations/{sender}/tracker/events",
-                   params={"output_channel": "telegram", "execute_side_effects": "true"},
+                   params={"output_channel": "telegram", "execute_side_effects": "true",
+                           "token": API_TOKEN},
                    json=[{"event": "bot", **message}], timeout=30)
     r.raise_for_status()
 

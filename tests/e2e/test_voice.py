@@ -26,7 +26,7 @@ from crm_ml.db import migrate
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from tests.support.retail import retail_frame
-from tests.support.servers import Stack, assistant
+from tests.support.servers import API_TOKEN, Stack, assistant
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +114,8 @@ def test_a_call_is_greeted_and_answered_from_the_crm(stack: Stack) -> None:
     listens(hi)
     assert said(hi).startswith("Hello")
 
-    state = httpx.get(f"{stack.rasa_url}/conversations/voice:{sid}/tracker", timeout=30).json()
+    state = httpx.get(f"{stack.rasa_url}/conversations/voice:{sid}/tracker", timeout=30,
+                      params={"token": API_TOKEN}).json()
     assert state["latest_input_channel"] == "twilio_voice"
     assert CALLER not in json.dumps(state)  # the caller's number is kept nowhere
     with get_engine(f"sqlite:///{stack.workdir / 'crm.db'}").connect() as conn:

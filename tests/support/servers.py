@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 APP_PY = ROOT / ".venv" / "bin" / "python"
 BOT_RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
+# The Rasa HTTP API (/conversations/...) answers only with ?token=API_TOKEN.
+API_TOKEN = "e2e-rasa-api-token"
 
 
 def free_port() -> int:
@@ -111,7 +113,7 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     rasa = subprocess.Popen(
         [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
          "--credentials", str(credentials or ROOT / "credentials.yml"), "--interface", "127.0.0.1",
-         "--port", str(rasa_port), "--enable-api"],
+         "--port", str(rasa_port), "--enable-api", "--auth-token", API_TOKEN],
         cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
     )
     stack = Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
