@@ -105,8 +105,8 @@ report: train-models $(OOS_NLU)  ## Held-out metrics of every model (reports/), 
 	@$(APP)/bin/python -c "import json; r = json.load(open('reports/nlu_cv/intent_report.json')); \
 	print('NLU 5-fold intent macro-F1: %.3f' % r['macro avg']['f1-score'])"
 
-bench:  ## Benchmarks (bench/results.json)
-	@echo "make bench: not built yet (issue 6)"; exit 1
+bench: install load train  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
+	$(APP)/bin/python -m bench $(BENCH_ARGS)
 
 lock: | $(UV)  ## Re-pin requirements/*.txt from requirements/*.in
 	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements/app.txt
