@@ -66,7 +66,7 @@ def copy_crm(sqlite_url: str, db: str) -> dict[str, Any]:
         The CRM URL (``postgresql+psycopg://...``) and rows copied per table.
     """
     import psycopg
-    from sqlalchemy import JSON, select
+    from sqlalchemy import JSON, Integer, select
 
     from crm_ml.db import migrate
     from crm_ml.db.models import Base
@@ -89,8 +89,7 @@ def copy_crm(sqlite_url: str, db: str) -> dict[str, Any]:
                                   for i, v in enumerate(row)])
             copied[table.name] = len(rows)
             pk = list(table.primary_key.columns)
-            if len(pk) == 1 and pk[0].autoincrement in (True, "auto") \
-                    and pk[0].type.python_type is int:
+            if len(pk) == 1 and isinstance(pk[0].type, Integer):
                 pg.execute(f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', "
                            f"'{pk[0].name}'), COALESCE(MAX(\"{pk[0].name}\"), 0) + 1, false) "
                            f'FROM "{table.name}"')

@@ -58,7 +58,7 @@ def _load_rows(load: dict[str, Any]) -> list[list[str]]:
                 (f"p50 ms, {n}, turns with a CRM action", ("latency_ms_action", "p50")),
                 (f"Rasa CPU ms per turn, {n}", None),
                 (f"cores busy, {n}: benchmark processes", ("cores_busy", "benchmark_processes")),
-                (f"cores busy, {n}: everything else", ("cores_busy", "everything_else")),
+                (f"cores busy, {n}: rest of the machine", ("cores_busy", "everything_else")),
                 (f"replies as scripted, {n}", ("replies_as_scripted",)),
                 (f"errors, {n}", ("errors",))):
             if path is None:
@@ -149,10 +149,13 @@ def table(r: dict[str, Any]) -> str:
                          _fmt(_get(s, "latency_ms", "p50")), _fmt(_get(s, "latency_ms", "p95")),
                          _fmt(s.get("errors")), _fmt(rasa_ms),
                          _fmt(_get(s, "cores_busy", "benchmark_processes"), 2),
+                         _fmt(_get(s, "cores_busy", "postgres_and_redis"), 2),
                          _fmt(_get(s, "cores_busy", "everything_else"), 2)])
-        out += _rows("Scaling, 32 users: PostgreSQL tracker store, Redis lock store, sticky proxy",
+        out += _rows("Scaling, 32 users: tracker store and CRM on PostgreSQL, Redis lock store, "
+                     "sticky proxy; cores busy: this benchmark's processes / PostgreSQL+Redis / "
+                     "the rest of the shared machine",
                      ["", "msgs/s", "p50 ms", "p95 ms", "errors", "Rasa CPU ms/turn",
-                      "cores: bench", "cores: else"], rows)
+                      "cores: bench", "cores: pg+redis", "cores: other"], rows)
         oc, st = sc.get("order_check_replies", {}), sc.get("order_check_stored", {})
         out.append(f"two processes / one: {_fmt(r.get('two_process_ratio'), 2)}x (vs one "
                    f"without proxy: {_fmt(r.get('two_process_ratio_vs_direct'), 2)}x); requests "
@@ -189,6 +192,23 @@ def table(r: dict[str, Any]) -> str:
         rows.append(["seasonal naive MAPE %", _fmt(fc.get("seasonal_naive_mape")), ""])
     if rows:
         out += _rows("crm_ml", ["", "ours", "baseline"], rows)
+
+    ceil = r.get("cpu_ceilings", {})
+    rows = []
+    for variant in ("prod_c32", "memory_c32"):
+        c = ceil.get(variant)
+        if c:
+            rows.append([f"{variant}: ours / stock msgs/s ceiling",
+                         f"{_fmt(c['ours_ceiling_msgs_per_s'])} / "
+                         f"{_fmt(c['stock_ceiling_msgs_per_s'])}", f"{c['ratio_ceiling']}x"])
+    c = ceil.get("scaling_c32")
+    if c:
+        rows.append(["scaling: two / one process msgs/s ceiling",
+                     f"{_fmt(c['two_processes_ceiling_msgs_per_s'])} / "
+                     f"{_fmt(c['one_process_ceiling_msgs_per_s'])}", f"{c['ratio_ceiling']}x"])
+    if rows:
+        out += _rows(f"Ceilings from measured CPU per turn, were the {ceil.get('cores')} cores "
+                     "idle (one Rasa process = one core)", ["", "msgs/s", "ratio"], rows)
 
     targets = r.get("targets", {})
     if targets:

@@ -24,11 +24,14 @@ What one run does (``python -m bench``; ``--quick`` for a smoke run):
 5. **Accuracy.** Intent macro-F1 of both on the held-out NLU file (never in
    training) and on the users' own words of the conversation tests; ``rasa
    test core`` on ``tests/test_stories.yml`` for both.
-6. **Scaling.** Tracker store on PostgreSQL, Redis lock store, one and then
-   two Rasa processes (each with its own action server) behind the sticky
-   proxy (:mod:`bench.proxy`); throughput of each, every sender's replies and
-   its stored conversation checked for order.
-7. **crm_ml figures.** Batch scoring against scikit-learn's plain pipeline,
+6. **Where the time goes.** Milliseconds per graph node of both models,
+   in-process (:mod:`bench.profile_nodes`).
+7. **Scaling.** Tracker store and CRM on PostgreSQL (:mod:`bench.pg`), Redis
+   lock store, one and then two Rasa processes (each with its own action
+   server) behind the sticky proxy (:mod:`bench.proxy`); throughput of each,
+   every sender's replies and its stored conversation checked for order, and
+   the cores busy (ours, PostgreSQL and Redis, the rest of the machine).
+8. **crm_ml figures.** Batch scoring against scikit-learn's plain pipeline,
    forecasting against pmdarima's auto_arima (:mod:`bench.crm_figures`).
 
 Writes ``bench/results.json`` and prints a table. Every figure names its
@@ -61,7 +64,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench import report
+from bench import pg, report
 from bench.conversations import CRMSample, conversation, sample_crm
 from bench.loadgen import PhaseResult, order_check, percentiles, run_phase, summarize
 from bench.stack import (
@@ -121,6 +124,24 @@ def own_cpu_seconds() -> float:
     """CPU seconds of this process (the load generator)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+SERVICES = ("postgres", "redis-server")
+
+
+def service_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU seconds) of the database services (PostgreSQL, Redis) on this machine."""
+    out: dict[int, tuple[str, float]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1:text.rfind(")")]
+        if name in SERVICES:
+            fields = text.rsplit(")", 1)[1].split()
+            out[int(stat.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -370,6 +391,7 @@ async def measure(servers: dict[str, Server], make: Callable[[int], Any], *, lab
             before = {p.name: cpu_seconds(p.proc.pid) for p in procs}
             before["loadgen"] = own_cpu_seconds()
             busy0, total0 = machine_jiffies()
+            services0 = service_cpu()
             wall0 = time.perf_counter()
             phase = await run_phase(server.url, make, name=f"{name}-{label}-r{r}",
                                     concurrency=concurrency, warmup=warmup,
@@ -380,6 +402,9 @@ async def measure(servers: dict[str, Server], make: Callable[[int], Any], *, lab
                 cpu[p.name] = cpu.get(p.name, 0.0) + cpu_seconds(p.proc.pid) - before[p.name]
             cpu["loadgen"] = cpu.get("loadgen", 0.0) + own_cpu_seconds() - before["loadgen"]
             busy1, total1 = machine_jiffies()
+            for pid, (svc, seconds) in service_cpu().items():
+                key = f"_svc_{svc}"
+                cpu[key] = cpu.get(key, 0.0) + seconds - services0.get(pid, (svc, 0.0))[1]
             cpu["_machine_busy_s"] = cpu.get("_machine_busy_s", 0.0) + (
                 (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
                 * (time.perf_counter() - wall0) if total1 > total0 else 0.0)
@@ -397,13 +422,19 @@ def with_cpu(summary: dict[str, Any], phases: list[PhaseResult], cpu: dict[str, 
     summary["cpu_ms_per_turn"] = {name: round(1000 * s / turns, 2) if turns else None
                                   for name, s in ours.items()}
     wall = cpu.get("_wall_s") or 0.0
+    services = {name[5:]: s for name, s in cpu.items() if name.startswith("_svc_")}
+    if turns:
+        summary["cpu_ms_per_turn"].update(
+            {name: round(1000 * s / turns, 2) for name, s in services.items()})
     if wall:
         bench = sum(ours.values()) / wall
         machine = cpu.get("_machine_busy_s", 0.0) / wall
+        svc = sum(services.values()) / wall
         summary["cores_busy"] = {
             "machine": round(machine, 2), "benchmark_processes": round(bench, 2),
-            "everything_else": round(max(machine - bench, 0.0), 2),
-            "note": "everything_else: other workers on the machine, PostgreSQL, Redis, kernel"}
+            "postgres_and_redis": round(svc, 2),
+            "everything_else": round(max(machine - bench - svc, 0.0), 2),
+            "note": "everything_else: other workers on this shared machine, the kernel"}
     return summary
 
 
@@ -473,48 +504,6 @@ async def single_process(plan: Plan, procs: Processes, models: dict[str, Path],
 # --------------------------------------------------------------------------- scaling
 
 
-def scaling_unavailable() -> str | None:
-    """Why the scaling part cannot run here (PostgreSQL or Redis not answering), or None."""
-    import socket
-
-    for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except OSError:
-            return f"{name} is not answering on 127.0.0.1:{port}"
-    return None
-
-
-def _create_postgres_db(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')  # name is ours: crm_bench_<hex>
-
-
-def _drop_postgres_db(name: str) -> None:
-    import psycopg
-
-    try:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres",
-                             autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except psycopg.Error:
-        logger.exception("could not drop %s", name)
-
-
-def _clear_redis(prefix: str) -> None:
-    try:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=6379, db=0)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    except Exception:  # noqa: BLE001 - cleanup only
-        logger.exception("could not clear the Redis lock keys")
-
-
 def stored_order(db: str, phases: list[PhaseResult]) -> dict[str, Any]:
     """Each sender's user messages as stored in the tracker store, against its script."""
     import psycopg
@@ -534,17 +523,23 @@ def stored_order(db: str, phases: list[PhaseResult]) -> dict[str, Any]:
             "examples": wrong[:3]}
 
 
-async def scaling(plan: Plan, procs: Processes, model: Path, make: Callable[[int], Any],
-                  results: dict[str, Any]) -> None:
-    """One vs two Rasa processes (PostgreSQL tracker store, Redis lock store), same proxy."""
+async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
+                  make: Callable[[int], Any], results: dict[str, Any]) -> None:
+    """One vs two Rasa processes (PostgreSQL tracker store and CRM, Redis locks), same proxy."""
     tag = secrets.token_hex(4)
-    db, prefix = f"crm_bench_{tag}", f"crm-bench-{tag}:"
-    _create_postgres_db(db)
+    db, crm_db, prefix = f"crm_bench_{tag}", f"crm_bench_{tag}_crm", f"crm-bench-{tag}:"
+    pg.create_db(db)
+    pg.create_db(crm_db)
     try:
-        actions = [procs.actions(f"actions-scale-{i}") for i in (1, 2)]
+        say("copying the CRM to PostgreSQL")
+        start = time.perf_counter()
+        copy = pg.copy_crm(crm_url, crm_db)
+        copy_s = time.perf_counter() - start
+        env = {"CRM_DATABASE_URL": copy["url"]}
+        actions = [procs.actions(f"actions-scale-{i}", env) for i in (1, 2)]
         rasas = [procs.rasa(f"rasa-scale-{i}", model, endpoints_yaml(
             f"{a.url}/webhook", tracker="postgres", workdir=procs.workdir,
-            postgres_db=db, redis_prefix=prefix), wait=False)
+            postgres_db=db, redis_prefix=prefix), wait=False, extra_env=env)
             for i, a in zip((1, 2), actions, strict=True)]
         say("starting two Rasa processes (PostgreSQL tracker store, Redis lock store)")
         for r in rasas:
@@ -560,6 +555,8 @@ async def scaling(plan: Plan, procs: Processes, model: Path, make: Callable[[int
         got = await measure(servers, make, label="scale-c32", concurrency=32,
                             warmup=plan.warmup_c32, plan=plan, first_id=10_000_000, watch=watch)
         out: dict[str, Any] = {"tracker_store": "SQL on PostgreSQL 127.0.0.1:5432",
+                               "crm": f"PostgreSQL copy of the CRM ({sum(copy['rows'].values()):,}"
+                                      f" rows copied in {copy_s:.0f} s)",
                                "lock_store": "Redis 127.0.0.1:6379",
                                "routing": "bench/proxy.py: crc32(sender) % processes",
                                "action_servers": "one per Rasa process"}
@@ -576,8 +573,9 @@ async def scaling(plan: Plan, procs: Processes, model: Path, make: Callable[[int
         for s in (one, two, *rasas, *actions):
             procs.stop(s)
     finally:
-        _drop_postgres_db(db)
-        _clear_redis(prefix)
+        pg.drop_db(db)
+        pg.drop_db(crm_db)
+        pg.clear_redis(prefix)
 
 
 # --------------------------------------------------------------------------- assembling
@@ -617,6 +615,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
                                    h["one_process_throughput_c32"])
     h["two_process_ratio_vs_direct"] = ratio(
         h["two_process_throughput_c32"], get(scale, "one_process_direct", "throughput_msgs_per_s"))
+    h["cpu_ceilings"] = cpu_ceilings(results)
     baselines = {
         "throughput_c32": "stock_throughput_c32 (ratio: throughput_ratio_c32)",
         "stock_throughput_c32": "Rasa 3.6 default config (what `rasa init` runs), same domain, "
@@ -643,6 +642,49 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         for name, (v, t, op) in targets.items()}
     h["baselines"] = baselines
     return h
+
+
+def cpu_ceilings(results: dict[str, Any]) -> dict[str, Any]:
+    """What the CPU cost per turn allows on this machine's 2 cores were they idle.
+
+    One Rasa process runs on one core, so its messages/s cannot pass
+    1000 / (its CPU ms per turn); all processes together (Rasa, action servers,
+    proxy, load generator, PostgreSQL, Redis) cannot pass cores x 1000 / (their
+    summed CPU ms per turn). Measured CPU per turn is far less disturbed by
+    other work on a shared machine than wall-clock throughput.
+    """
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {"cores": cores}
+
+    def ms(phase: dict[str, Any] | None, prefix: str = "") -> float:
+        return sum(v for k, v in ((phase or {}).get("cpu_ms_per_turn") or {}).items()
+                   if v and k.startswith(prefix))
+
+    for variant, load in results.get("load", {}).items():
+        o, s = ms(_dig(load, "ours", "c32"), "rasa"), ms(_dig(load, "stock", "c32"), "rasa")
+        if o and s:
+            out[f"{variant}_c32"] = {
+                "ours_rasa_cpu_ms_per_turn": round(o, 2), "stock_rasa_cpu_ms_per_turn": round(s, 2),
+                "ours_ceiling_msgs_per_s": round(min(1000 / o, cores * 1000 / ms(
+                    _dig(load, "ours", "c32"))), 1),
+                "stock_ceiling_msgs_per_s": round(min(1000 / s, cores * 1000 / ms(
+                    _dig(load, "stock", "c32"))), 1),
+                "ratio_ceiling": round(s / o, 2)}
+    scale = results.get("scaling", {})
+    one, two = scale.get("one_process"), scale.get("two_processes")
+    if one and two and ms(one) and ms(two):
+        ceil_one = min(1000 / ms(one, "rasa"), cores * 1000 / ms(one))
+        ceil_two = min(2 * 1000 / ms(two, "rasa"), cores * 1000 / ms(two))
+        out["scaling_c32"] = {"one_process_ceiling_msgs_per_s": round(ceil_one, 1),
+                              "two_processes_ceiling_msgs_per_s": round(ceil_two, 1),
+                              "ratio_ceiling": round(ceil_two / ceil_one, 2)}
+    return out
+
+
+def _dig(d: Any, *path: str) -> Any:
+    for p in path:
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
 
 
 def git_state() -> dict[str, Any]:
@@ -694,12 +736,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["node_profile"] = {
                 bot: node_profile(models[bot], workdir / f"profile-{bot}.json") for bot in BOTS}
         if plan.scaling:
-            reason = scaling_unavailable()
+            reason = pg.unavailable()
             if reason:
                 say(f"scaling skipped: {reason}")
                 results["scaling"] = {"skipped": reason}
             else:
-                await scaling(plan, procs, models["ours"], make, results)
+                await scaling(plan, procs, models["ours"], crm_url, make, results)
         if plan.crm_full:
             from bench import crm_figures
 

@@ -130,17 +130,18 @@ class Processes:
                                 stdout=log.open("w"), stderr=subprocess.STDOUT)
         return proc, log
 
-    def actions(self, name: str) -> Server:
+    def actions(self, name: str, extra_env: dict[str, str] | None = None) -> Server:
         """Start an action server (rasa-sdk, app env) and wait for it."""
         port = free_port()
         proc, log = self._popen(name, [str(APP_PY), "-m", "rasa_sdk", "--actions", "actions",
-                                       "--port", str(port)])
+                                       "--port", str(port)], extra_env)
         server = Server(name, f"http://127.0.0.1:{port}", proc, log)
         self.started.append(server)
         wait_http(f"{server.url}/health", proc, log, timeout=120)
         return server
 
-    def rasa(self, name: str, model: Path, endpoints: str, wait: bool = True) -> Server:
+    def rasa(self, name: str, model: Path, endpoints: str, wait: bool = True,
+             extra_env: dict[str, str] | None = None) -> Server:
         """Start ``rasa run`` with ``model`` and the given endpoints file text."""
         port = free_port()
         path = self.workdir / f"{name}.endpoints.yml"
@@ -148,7 +149,7 @@ class Processes:
         proc, log = self._popen(name, [
             str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(path),
             "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
-            "--port", str(port), "--enable-api"])
+            "--port", str(port), "--enable-api"], extra_env)
         server = Server(name, f"http://127.0.0.1:{port}", proc, log)
         self.started.append(server)
         if wait:
