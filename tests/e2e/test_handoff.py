@@ -128,3 +128,23 @@ def test_no_agent_online_opens_a_ticket(stack: Stack) -> None:
     with get_engine(_crm(stack)).connect() as conn:
         kinds = conn.execute(select(m.Ticket.kind).where(m.Ticket.sender_id == "web:asks-1"))
         assert list(kinds.scalars()) == ["handoff"]
+
+
+def test_a_paused_conversation_stays_paused_across_a_rasa_restart(stack: Stack) -> None:
+    """The tracker store is SQL: after a restart the handoff goes on where it was."""
+    sender = "web:restart-1"
+    stack.agent("POST", "/api/agents/heartbeat")
+    assert "colleague" in stack.say(sender, "i want to talk to a human",
+                                    metadata=customer(12347))[-1]["text"]
+    stack.restart_rasa()
+    assert stack.say(sender, "are you still there?", metadata=customer(12347)) == []
+    esc = next(e for e in stack.agent("GET", "/api/escalations").json()
+               if e["sender_id"] == sender)
+    assert stack.agent("POST", f"/api/escalations/{esc['id']}/reply",
+                       json={"text": "Still here, sorry for the wait."}).json() == {
+        "delivered": "queued"}
+    assert [r["text"] for r in stack.say(sender, "ok", metadata=customer(12347))] == [
+        "Still here, sorry for the wait."]
+    stack.agent("POST", f"/api/escalations/{esc['id']}/resolve")
+    back = [r["text"] for r in stack.say(sender, "hello", metadata=customer(12347))]
+    assert back[0].startswith("I'm back")

@@ -66,6 +66,15 @@ class Stack:
     console_url: str = ""
     console: subprocess.Popen | None = None
     env: dict[str, str] | None = None
+    rasa_cmd: list[str] | None = None
+
+    def restart_rasa(self) -> None:
+        """Stop the Rasa server and start it again on the same port (same tracker store)."""
+        stop(self.rasa)
+        log = self.workdir / "rasa-restarted.log"
+        self.rasa = subprocess.Popen(self.rasa_cmd or [], cwd=ROOT, env=self.env,
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        wait_http(f"{self.rasa_url}/", self.rasa, log)
 
     def agent(self, method: str, path: str, agent: str = "agent:1", **kwargs) -> httpx.Response:
         """Call the console API signed as ``agent``."""
@@ -110,21 +119,21 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     )
     actions_log, rasa_log = workdir / "actions.log", workdir / "rasa.log"
     actions = start_actions(actions_port, env, actions_log)
-    rasa = subprocess.Popen(
-        [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
-         "--credentials", str(credentials or ROOT / "credentials.yml"), "--interface", "127.0.0.1",
-         "--port", str(rasa_port), "--enable-api", "--auth-token", API_TOKEN],
-        cwd=ROOT, env=env, stdout=rasa_log.open("w"), stderr=subprocess.STDOUT,
-    )
+    rasa_cmd = [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
+                "--credentials", str(credentials or ROOT / "credentials.yml"),
+                "--interface", "127.0.0.1", "--port", str(rasa_port), "--enable-api",
+                "--auth-token", API_TOKEN]
+    rasa = subprocess.Popen(rasa_cmd, cwd=ROOT, env=env, stdout=rasa_log.open("w"),
+                            stderr=subprocess.STDOUT)
     stack = Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
-                  workdir, rasa, actions, env=env)
+                  workdir, rasa, actions, env=env, rasa_cmd=rasa_cmd)
     try:
         if console:
             console_port = free_port()
             console_log = workdir / "console.log"
             stack.console = subprocess.Popen(
-                [str(APP_PY), "-m", "uvicorn", "console.app:app", "--ws", "none", "--host", "127.0.0.1",
-                 "--port", str(console_port)],
+                [str(APP_PY), "-m", "uvicorn", "console.app:app", "--ws", "none",
+                 "--host", "127.0.0.1", "--port", str(console_port)],
                 cwd=ROOT, env={**env, "CRM_RASA_URL": stack.rasa_url},
                 stdout=console_log.open("w"), stderr=subprocess.STDOUT)
             stack.console_url = f"http://127.0.0.1:{console_port}"
