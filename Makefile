@@ -19,6 +19,7 @@ RASA_MODEL := models/rasa/crm.tar.gz
 RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
 OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean browser
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
