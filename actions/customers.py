@@ -9,19 +9,22 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import call_crm
+from actions.identity import identify
+from actions.leads import permitted
 from crm_ml import queries
 from crm_ml.db import session_scope
+from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
 
-def _stats() -> queries.CustomerBaseStats:
+def _stats(identity: Identity) -> queries.CustomerBaseStats:
     with session_scope() as s:
-        return queries.customer_base_stats(session=s)
+        return queries.customer_base_stats(session=s, identity=identity)
 
 
 class ActionCustomerCount(Action):
-    """Answer "how many customers do we have" from the CRM."""
+    """Answer "how many customers do we have" from the CRM (staff only)."""
 
     def name(self) -> str:
         return "action_customer_count"
@@ -29,7 +32,11 @@ class ActionCustomerCount(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        stats = await call_crm(dispatcher, self.name(), _stats)
+        identity = identify(tracker)
+        # Company-wide figures: customers and anonymous visitors get utter_not_allowed.
+        if not permitted(dispatcher, identity, "analytics.read"):
+            return []
+        stats = await call_crm(dispatcher, self.name(), lambda: _stats(identity))
         if stats is not None:
             dispatcher.utter_message(
                 text=(

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_ml import authz
 from crm_ml.db import models as m
+from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +29,15 @@ class CustomerBaseStats:
     orders: int
 
 
-def customer_base_stats(*, session: Session) -> CustomerBaseStats:
-    """Count customers, customers with at least one sale, countries and sale orders."""
+def customer_base_stats(*, session: Session, identity: Identity) -> CustomerBaseStats:
+    """Count customers, customers with at least one sale, countries and sale orders.
+
+    Company-wide figures: staff only (``analytics.read``).
+
+    Raises:
+        Forbidden: the caller may not read analytics.
+    """
+    authz.require(identity, "analytics.read")
     customers = session.scalar(select(func.count()).select_from(m.Customer)) or 0
     active = session.scalar(
         select(func.count(func.distinct(m.Order.customer_id))).where(m.Order.kind == "sale")

@@ -106,23 +106,44 @@ def test_crm_down_gives_a_polite_answer(crm, monkeypatch) -> None:
     events, dispatcher = run(ActionHandoff(), tracker())
     assert events == [SlotSet("handoff_reason", None)]
     assert dispatcher.messages == [{
-        "text": None, "buttons": [], "elements": [], "custom": {}, "template": "utter_crm_unavailable",
-        "response": "utter_crm_unavailable", "image": None, "attachment": None}]
+        "text": None, "buttons": [], "elements": [], "custom": {},
+        "template": "utter_crm_unavailable", "response": "utter_crm_unavailable",
+        "image": None, "attachment": None}]
 
 
-def test_customer_count(crm) -> None:
+def staff(user: str = "rep:2") -> dict:
+    return {"auth": {"user": user, "sig": sign(user, SECRET)}}
+
+
+@pytest.mark.parametrize("user", ["rep:2", "manager:1", "agent:1"])
+def test_customer_count(crm, user: str) -> None:
     with session_scope() as s:
         s.add(m.Order(id="1", customer_id=12347, invoiced_at=dt.datetime(2011, 1, 1),
                       country="Iceland", kind="sale", status="delivered", total=1))
-    events, dispatcher = run(ActionCustomerCount(), tracker())
+    events, dispatcher = run(ActionCustomerCount(), tracker(metadata=staff(user)))
     assert events == []
     assert dispatcher.messages[0]["text"].startswith("We have 1 customers in the CRM; 1 of them")
 
 
+@pytest.mark.parametrize("metadata, slots", [
+    ({}, None),  # anonymous
+    ({"auth": {"user": "customer:12347", "sig": sign("customer:12347", SECRET)}}, None),
+    ({}, {"verified_customer": "12347"}),  # verified in the conversation
+    ({"auth": {"user": "rep:2", "sig": "0" * 64}}, None),  # forged: anonymous
+])
+def test_customer_count_is_for_staff_only(crm, metadata: dict, slots: dict | None) -> None:
+    """Company-wide figures (analytics.read): customers and visitors are politely refused."""
+    events, dispatcher = run(ActionCustomerCount(), tracker(metadata=metadata, slots=slots))
+    assert events == []
+    assert [msg["response"] for msg in dispatcher.messages] == ["utter_not_allowed"]
+    assert all(not msg["text"] for msg in dispatcher.messages)
+
+
 def test_customer_count_when_the_database_is_gone(env, tmp_path) -> None:
     env.setenv("CRM_DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'no.db'}")
+    env.setenv("CRM_IDENTITY_SECRET", SECRET)
     (tmp_path / "missing").mkdir()
     (tmp_path / "missing" / "no.db").mkdir()  # a folder where the file should be
-    events, dispatcher = run(ActionCustomerCount(), tracker())
+    events, dispatcher = run(ActionCustomerCount(), tracker(metadata=staff()))
     assert events == []
     assert dispatcher.messages[0]["response"] == "utter_crm_unavailable"
