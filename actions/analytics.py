@@ -3,14 +3,15 @@
 Like :mod:`actions.leads`: read and check the entities, one call into
 :mod:`crm_ml.sales`, answer in sentences that read well aloud. The forecast
 answer also shows the console's chart (``/charts/forecast.png``) to chat
-channels that display images; its text says everything the chart shows.
+channels that display images; its text says everything the chart shows. The
+chart's link is signed and expires (:mod:`crm_ml.signing`): chat clients fetch
+it without a console session, and nobody else can read the forecast with it.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlencode
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -31,7 +32,7 @@ from actions.leads import (
     scope_of,
     whose,
 )
-from crm_ml import sales, timespan
+from crm_ml import sales, signing, timespan
 from crm_ml.config import get_settings
 from crm_ml.db import session_scope
 from crm_ml.identity import Identity
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 TOP_ACCOUNTS = 5
 RECOMMENDATIONS = 5
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8000"
+CHART_LINK_TTL = 15 * 60  # seconds: the chat client fetches the image right away
 
 
 def console_url() -> str:
@@ -49,9 +51,21 @@ def console_url() -> str:
                or DEFAULT_CONSOLE_URL).rstrip("/")
 
 
-def forecast_chart_url(series: str, weeks: int) -> str:
-    """The console URL of the forecast chart of ``series`` over ``weeks`` weeks."""
-    return f"{console_url()}/charts/forecast.png?{urlencode({'series': series, 'weeks': weeks})}"
+def forecast_chart_url(series: str, weeks: int, *, now: float | None = None) -> str | None:
+    """The signed console URL of the forecast chart of ``series`` over ``weeks`` weeks.
+
+    The link works without a console session for :data:`CHART_LINK_TTL` seconds.
+
+    Returns:
+        The URL, or None when no ``CRM_IDENTITY_SECRET`` is set (nothing can be signed).
+    """
+    secret = get_settings().identity_secret
+    if not secret:
+        logger.warning("no CRM_IDENTITY_SECRET: the forecast chart is not linked")
+        return None
+    query = signing.sign_query(signing.FORECAST_CHART, {"series": series, "weeks": weeks},
+                               secret, ttl=CHART_LINK_TTL, now=now)
+    return f"{console_url()}{signing.FORECAST_CHART}?{query}"
 
 
 def customer_ref(dispatcher: CollectingDispatcher, tracker: Tracker, example: str,
@@ -380,5 +394,7 @@ class ActionSalesForecast(Action):
                      f"{say_date(low.period_start)}, to {say_money(high.yhat)}, in the week "
                      f"of {say_date(high.period_start)}.")
         dispatcher.utter_message(text=" ".join([*notes, text]))
-        dispatcher.utter_message(image=forecast_chart_url(forecast.series, forecast.weeks))
+        chart = forecast_chart_url(forecast.series, forecast.weeks)
+        if chart is not None:
+            dispatcher.utter_message(image=chart)
         return []

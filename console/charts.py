@@ -6,6 +6,16 @@
 
 The images carry no information the text answer does not already give in words
 (voice callers never see them).
+
+The forecast is staff only (``analytics.read``). A chart is served to:
+
+* a signed-in console agent (session cookie; the insights page shows the chart);
+* staff with signed ``X-CRM-User``/``X-CRM-Sig`` headers (reps, managers, agents);
+* anyone holding a signed, unexpired link (:mod:`crm_ml.signing`): the assistant
+  hands staff such a link in chat, and chat clients fetch it without a session.
+
+Everyone else gets 403 (an expired link says so). Responses are ``private``: no
+shared cache may keep a chart and serve it to somebody else.
 """
 
 from __future__ import annotations
@@ -13,17 +23,65 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from crm_ml import charts, sales
+from console.auth import Forbidden, LoginRequired, current_viewer
+from crm_ml import authz, charts, sales, signing
+from crm_ml.config import get_settings
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
+from crm_ml.identity import from_metadata
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/charts", tags=["charts"])
 
 SERIES_PATTERN = r"^(total|country:[^/\\]{1,72}|segment:[^/\\]{1,72})$"
+
+
+EXPIRED = ("This chart link has expired. Ask the assistant for the forecast again to get "
+           "a fresh one, or sign in to the console.")
+DENIED = "Charts are for staff: sign in to the console, or open a chart link from the assistant."
+
+
+def _staff(request: Request) -> bool:
+    """Whether the request comes from staff who may read analytics (headers or session)."""
+    header_user = request.headers.get("X-CRM-User")
+    if header_user:
+        ident = from_metadata({"auth": {"user": header_user,
+                                        "sig": request.headers.get("X-CRM-Sig")}},
+                              get_settings().identity_secret)
+        return authz.allowed(ident, "analytics.read")
+    try:
+        viewer = current_viewer(request)  # a signed-in console agent (session cookie)
+    except (LoginRequired, Forbidden):
+        return False
+    return authz.allowed(viewer.identity, "analytics.read")
+
+
+def require_chart_access(request: Request) -> None:
+    """Let staff or a valid signed link through; 403 for everyone else.
+
+    Raises:
+        HTTPException: 403, saying whether the link expired; 503 when the CRM is down.
+    """
+    try:
+        if _staff(request):
+            return
+    except CRMUnavailable as exc:
+        logger.exception("CRM unavailable")
+        raise HTTPException(503, "the CRM is unavailable, try again shortly") from exc
+    params = request.query_params
+    if "sig" not in params and "exp" not in params:
+        raise HTTPException(403, DENIED)
+    try:
+        signing.verify_query(signing.FORECAST_CHART, params.multi_items(),
+                             get_settings().identity_secret)
+    except signing.LinkExpired as exc:
+        raise HTTPException(403, EXPIRED) from exc
+    except signing.InvalidLink as exc:
+        logger.info("refused a chart link: %s", exc)
+        raise HTTPException(403, "This chart link is not valid.") from exc
 
 
 def _render_forecast(series: str, weeks: int, history: int) -> bytes:
@@ -34,7 +92,8 @@ def _render_forecast(series: str, weeks: int, history: int) -> bytes:
 
 
 @router.get("/forecast.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            dependencies=[Depends(require_chart_access)],
+            responses={200: {"content": {"image/png": {}}}, 403: {}})
 def forecast_png(
     series: Annotated[str, Query(pattern=SERIES_PATTERN)] = "total",
     weeks: Annotated[int, Query(ge=1, le=52)] = 13,
@@ -48,4 +107,5 @@ def forecast_png(
     except CRMUnavailable as exc:
         logger.exception("CRM unavailable")
         raise HTTPException(503, "the CRM is unavailable, try again shortly") from exc
-    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+    return Response(png, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=300"})

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from actions import analytics
 from console.charts import router as charts_router
+from crm_ml import signing
+from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db.session import session_scope
+from crm_ml.identity import sign
 from tests.actions.test_leads import (  # noqa: F401 - fixtures
     NOT_ALLOWED,
+    SECRET,
     UNAVAILABLE,
     crm,
     crm_down,
@@ -240,6 +248,29 @@ def test_recommendations_checks(crm: str, monkeypatch: pytest.MonkeyPatch) -> No
 CHART = "http://127.0.0.1:8000/charts/forecast.png"
 
 
+def chart(series: str, weeks: int) -> Any:
+    """Matches the signed chart link of ``series`` and ``weeks`` (valid for 15 minutes)."""
+
+    class SignedChart:
+        def __eq__(self, other: object) -> bool:
+            if not isinstance(other, dict) or set(other) != {"image"}:
+                return False
+            url, _, query = str(other["image"]).partition("?")
+            pairs = parse_qsl(query, keep_blank_values=True)
+            params = dict(pairs)
+            if url != CHART or list(params) != ["series", "weeks", "exp", "sig"]:
+                return False
+            exp = int(params["exp"])
+            signing.verify_query(signing.FORECAST_CHART, pairs, SECRET)  # raises if not
+            return (params["series"], params["weeks"]) == (series, str(weeks)) and \
+                abs(exp - time.time() - analytics.CHART_LINK_TTL) < 5
+
+        def __repr__(self) -> str:
+            return f"<signed {CHART}?series={series}&weeks={weeks}>"
+
+    return SignedChart()
+
+
 def test_forecast_for_the_default_quarter(crm: str) -> None:  # noqa: F811
     events, said = run(analytics.ActionSalesForecast(),
                        tracker("show me the sales forecast", "ask_sales_forecast"))
@@ -249,7 +280,7 @@ def test_forecast_for_the_default_quarter(crm: str) -> None:  # noqa: F811
         "5 March 2012: about £1.38 million in total, with a 95% range of £1.12 million to "
         "£1.77 million. Week by week it runs from £100 thousand, in the week of 12 December "
         "2011, to £112 thousand, in the week of 5 March 2012.",
-        {"image": f"{CHART}?series=total&weeks=13"},
+        chart("total", 13),
     ]
 
 
@@ -259,13 +290,13 @@ def test_forecast_for_a_time_span(crm: str) -> None:  # noqa: F811
                           time_span="next 8 weeks"))
     assert said[0].startswith("Revenue forecast for the 8 weeks from the week of 12 December "
                               "2011 to the week of 30 January 2012: about £828 thousand")
-    assert said[1] == {"image": f"{CHART}?series=total&weeks=8"}
+    assert said[1] == chart("total", 8)
     _, said = run(analytics.ActionSalesForecast(),
                   tracker("projected turnover this year", "ask_sales_forecast",
                           time_span="this year"))
     assert said[0].startswith("The stored forecast only covers 14 weeks. Revenue forecast "
                               "for the 14 weeks")
-    assert said[1] == {"image": f"{CHART}?series=total&weeks=14"}
+    assert said[1] == chart("total", 14)
     _, said = run(analytics.ActionSalesForecast(),
                   tracker("revenue over the last 3 months", "ask_sales_forecast",
                           time_span="last 3 months"))
@@ -281,7 +312,7 @@ def test_forecast_of_a_segment(crm: str) -> None:  # noqa: F811
         "The stored forecast only covers 1 week. Revenue forecast from the Champions segment "
         "for the week of 12 December 2011: about £5,000 in total, with a 95% range of £4,000 "
         "to £6,000.",
-        {"image": f"{CHART}?series=segment%3AChampions&weeks=1"},
+        chart("segment:Champions", 1),
     ]
     _, said = run(analytics.ActionSalesForecast(),
                   tracker("forecast at risk next week", "ask_sales_forecast",
@@ -317,19 +348,106 @@ def test_forecast_refused_missing_and_down(crm: str,  # noqa: F811
     assert said == [{"response": "utter_no_forecast"}]
 
 
-def test_the_chart_the_forecast_links_to_is_served(crm: str) -> None:  # noqa: F811
-    """console/charts.py serves the URL the action sends (as a PNG), and checks its input."""
+def _chart_client() -> TestClient:
     app = FastAPI()
     app.include_router(charts_router)
-    client = TestClient(app)
+    return TestClient(app)
+
+
+def _signed(query: dict[str, Any], *, ttl: int = 900, now: float | None = None,
+            secret: str = SECRET) -> str:
+    return (f"{signing.FORECAST_CHART}?"
+            f"{signing.sign_query(signing.FORECAST_CHART, query, secret, ttl=ttl, now=now)}")
+
+
+def _is_png(reply: Any) -> bool:
+    return (reply.status_code == 200 and reply.headers["content-type"] == "image/png"
+            and reply.content[:8] == b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_chart_the_forecast_links_to_is_served(crm: str) -> None:  # noqa: F811
+    """console/charts.py serves the signed URL the action sends (as a PNG), no session."""
+    client = _chart_client()
     _, said = run(analytics.ActionSalesForecast(),
                   tracker("forecast next 8 weeks", "ask_sales_forecast",
                           time_span="next 8 weeks"))
     path = said[1]["image"].removeprefix("http://127.0.0.1:8000")
     reply = client.get(path)
-    assert reply.status_code == 200
-    assert reply.headers["content-type"] == "image/png"
-    assert reply.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert client.get("/charts/forecast.png?series=country:Nowhere").status_code == 404
-    assert client.get("/charts/forecast.png?weeks=53").status_code == 422
-    assert client.get("/charts/forecast.png?series=drop table").status_code == 422
+    assert _is_png(reply)
+    assert reply.headers["cache-control"] == "private, max-age=300"
+
+
+def test_the_chart_checks_its_input_behind_the_signature(crm: str) -> None:  # noqa: F811
+    client = _chart_client()
+    assert client.get(_signed({"series": "country:Nowhere", "weeks": 4})).status_code == 404
+    assert client.get(_signed({"series": "total", "weeks": 53})).status_code == 422
+    assert client.get(_signed({"series": "drop table", "weeks": 4})).status_code == 422
+    staff = {"X-CRM-User": "agent:1", "X-CRM-Sig": sign("agent:1", SECRET)}
+    assert client.get("/charts/forecast.png?series=country:Nowhere",
+                      headers=staff).status_code == 404
+    assert client.get("/charts/forecast.png?weeks=53", headers=staff).status_code == 422
+    assert client.get("/charts/forecast.png?series=drop table",
+                      headers=staff).status_code == 422
+
+
+def test_a_valid_signed_link_is_served(crm: str) -> None:  # noqa: F811
+    assert _is_png(_chart_client().get(_signed({"series": "total", "weeks": 4})))
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda q: q.replace("series=total", "series=segment%3AChampions"),
+    lambda q: q.replace("weeks=4", "weeks=13"),
+    lambda q: q + "&history=156",  # a parameter the signature does not cover
+    lambda q: q + "&weeks=13",  # repeated
+    lambda q: q.replace("exp=", "exp=9"),  # a later expiry
+    lambda q: q[:-1] + ("0" if q[-1] != "0" else "1"),  # the signature itself
+    lambda q: q.replace("&sig=", "&sig=00"),
+])
+def test_a_tampered_link_is_refused(crm: str, tamper: Any) -> None:  # noqa: F811
+    path = _signed({"series": "total", "weeks": 4})
+    reply = _chart_client().get(tamper(path))
+    assert reply.status_code == 403
+    assert "not valid" in reply.text
+
+
+def test_a_link_signed_under_another_secret_is_refused(crm: str) -> None:  # noqa: F811
+    path = _signed({"series": "total", "weeks": 4}, secret="someone else's")
+    assert _chart_client().get(path).status_code == 403
+
+
+def test_an_expired_link_is_refused_with_a_clear_message(crm: str) -> None:  # noqa: F811
+    path = _signed({"series": "total", "weeks": 4}, ttl=900, now=time.time() - 901)
+    reply = _chart_client().get(path)
+    assert reply.status_code == 403
+    assert "expired" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["", "?series=total&weeks=4", "?series=total&weeks=4&exp=9"
+                                   "999999999", "?series=total&weeks=4&sig=" + "0" * 64])
+def test_without_a_signature_or_session_the_chart_is_refused(crm: str,  # noqa: F811
+                                                             query: str) -> None:
+    reply = _chart_client().get(f"/charts/forecast.png{query}")
+    assert reply.status_code == 403
+    assert reply.content[:8] != b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("user, sig, allowed", [
+    ("agent:1", None, True), ("rep:2", None, True), ("manager:1", None, True),
+    ("customer:12347", None, False), ("agent:1", "0" * 64, False)])
+def test_staff_headers_need_no_link(crm: str, user: str, sig: str | None,  # noqa: F811
+                                    allowed: bool) -> None:
+    headers = {"X-CRM-User": user, "X-CRM-Sig": sig or sign(user, SECRET)}
+    reply = _chart_client().get("/charts/forecast.png?series=total&weeks=4", headers=headers)
+    assert _is_png(reply) if allowed else reply.status_code == 403
+
+
+def test_no_secret_no_links(crm: str, env: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Without CRM_IDENTITY_SECRET nothing is signed, and no link is accepted."""
+    assert analytics.forecast_chart_url("total", 4) is not None
+    env.setenv("CRM_IDENTITY_SECRET", "")
+    get_settings.cache_clear()
+    assert analytics.forecast_chart_url("total", 4) is None
+    forged = "/charts/forecast.png?" + "series=total&weeks=4&exp=9999999999&sig=" + \
+        signing._mac("", signing.FORECAST_CHART, [("series", "total"), ("weeks", "4"),
+                                                  ("exp", "9999999999")])
+    assert _chart_client().get(forged).status_code == 403

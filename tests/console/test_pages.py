@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -239,6 +240,34 @@ def test_insights(agent: TestClient, ids: dict[str, int]) -> None:
     leads = html[html.index('id="hot-leads"'):]
     assert re.findall(r"#(\d) Lead", leads) == ["1", "3", "2", "5"]  # top 3 per rep, by score
     assert "Rita Rep" in leads and "Bob Rep" in leads and "91%" in leads
+
+
+def test_the_insights_chart_needs_the_agents_session(agent: TestClient,
+                                                     ids: dict[str, int]) -> None:
+    """The page's chart is served to the signed-in agent without a signed link, to no one else."""
+    path = "/charts/forecast.png?series=total&weeks=13"
+    png = agent.get(path)
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.headers["cache-control"].startswith("private")
+    agent.cookies.clear()
+    refused = agent.get(path)
+    assert refused.status_code == 403 and b"PNG" not in refused.content[:8]
+    assert "sign in to the console" in refused.text
+
+
+def test_a_chart_link_from_the_assistant_opens_without_a_session(client: TestClient,
+                                                                 ids: dict[str, int]) -> None:
+    from crm_ml import signing
+
+    def link(**kw: Any) -> str:
+        query = signing.sign_query(signing.FORECAST_CHART, {"series": "total", "weeks": 13},
+                                   SECRET, **kw)
+        return f"{signing.FORECAST_CHART}?{query}"
+
+    assert client.get(link()).headers["content-type"] == "image/png"
+    expired = client.get(link(ttl=60, now=time.time() - 3600))
+    assert expired.status_code == 403
+    assert "This chart link has expired" in expired.text  # an HTML page that says why
 
 
 def test_insights_with_empty_tables(agent: TestClient) -> None:

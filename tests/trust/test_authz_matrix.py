@@ -116,10 +116,6 @@ GET  /charts/forecast.png                 -    -      -      Y    Y    Y    Y
 # Cases where the code does not (yet) do what the table says: xfail(strict), so the
 # table stays the policy and a fix shows up as an XPASS to be removed from here.
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    **{("GET /charts/forecast.png", role): (
-        "/charts/forecast.png needs no sign-in: anyone who can reach the console reads "
-        "the company revenue forecast (analytics.read is staff only)")
-       for role in ("anon", "c12347", "c12348")},
 }
 
 
