@@ -3,6 +3,11 @@
 Pages for agents (console/pages.py), the agents' API (console/api.py), charts
 (console/charts.py, when present), the customers' web chat (``/chat``) and the
 static files they need.
+
+The API's description (``/api/openapi.json``) and its Swagger page
+(``/api/docs``) are for signed-in agents only; ReDoc and FastAPI's default
+``/docs`` and ``/openapi.json`` are not served: a stranger learns nothing of the
+console's routes.
 """
 
 from __future__ import annotations
@@ -10,16 +15,18 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from console import pages
 from console.api import router as api_router
-from console.auth import Forbidden, LoginRequired, SessionMiddleware
+from console.auth import Forbidden, LoginRequired, SessionMiddleware, Viewer, current_viewer
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +41,9 @@ def _wants_json(request: Request) -> bool:
 
 def create_app() -> FastAPI:
     """Build the console application."""
-    app = FastAPI(title="CRM assistant console", docs_url="/api/docs",
-                  openapi_url="/api/openapi.json")
+    # No public documentation routes: the two below need a signed-in agent.
+    app = FastAPI(title="CRM assistant console", docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.add_middleware(SessionMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(api_router)
@@ -53,6 +61,15 @@ def create_app() -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(viewer: Annotated[Viewer, Depends(current_viewer)]) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs(viewer: Annotated[Viewer, Depends(current_viewer)]) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/api/openapi.json",
+                                   title=f"{app.title}: API")
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:

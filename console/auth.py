@@ -9,6 +9,9 @@
 * A session remembers the agent and a fingerprint of their password hash, so a
   password change signs every old session out.
 * Every form carries the session's CSRF token; :func:`check_csrf` compares it.
+* Five wrong passwords for a username lock it for 15 minutes; the counter
+  (:class:`FailedSignIns`) keeps a bounded number of names, so a flood of made-up
+  usernames cannot exhaust the memory, nor unlock a real one.
 
 Command-line entry points (``crm-ml agents add``, ``make demo``) call
 :func:`create_agent` and :func:`ensure_demo_agent`.
@@ -23,6 +26,8 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +52,8 @@ MIN_PASSWORD = 8
 DEMO_AGENT_USERNAME = "agent"
 DEMO_AGENT_PASSWORD = "demo-agent"
 MAX_FAILURES, FAILURE_WINDOW = 5, 15 * 60
+MAX_TRACKED_NAMES = 10_000  # usernames with recent wrong passwords kept in memory (each map)
+MAX_USERNAME = 64
 
 
 class LoginRequired(Exception):
@@ -106,7 +113,7 @@ def create_agent(username: str, name: str, password: str, *, url: str | None = N
         ValueError: the username is taken or invalid, or the password is too short.
     """
     username = username.strip().lower()
-    if not username or len(username) > 64 or not username.replace("-", "").replace(
+    if not username or len(username) > MAX_USERNAME or not username.replace("-", "").replace(
             "_", "").replace(".", "").isalnum():
         raise ValueError("the username takes letters, digits, '.', '-' and '_' (1-64)")
     _check_new_password(password)
@@ -177,22 +184,109 @@ def chat_link(user: str) -> str:
 
 # --- failed sign-ins ------------------------------------------------------------
 
-_failures: dict[str, list[float]] = {}
-_failures_lock = threading.Lock()
+
+class FailedSignIns:
+    """Wrong passwords per username (per process), in bounded memory.
+
+    A name with ``limit`` wrong passwords within ``window`` seconds is locked for
+    ``window`` seconds from the last of them. Names are kept in two maps, each in
+    least-recently-failed order and each at most ``max_names`` long, so a flood of
+    made-up usernames costs a fixed amount of memory:
+
+    * names still under the limit: the flood evicts the oldest of these first, so
+      it can at worst forget a few wrong guesses at a real name;
+    * locked names: only names that collected ``limit`` wrong passwords (each an
+      scrypt computation for the attacker's request) enter here, so the flood of
+      one-off names never unlocks a real one.
+
+    Entries older than ``window`` are dropped as new failures come in.
+    """
+
+    def __init__(self, *, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW,
+                 max_names: int = MAX_TRACKED_NAMES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.max_names, self.clock = limit, window, max_names, clock
+        self._counting: OrderedDict[str, list[float]] = OrderedDict()
+        self._locked: OrderedDict[str, float] = OrderedDict()  # name -> unlock time
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(username: str) -> str:
+        return username[:MAX_USERNAME]  # no agent's name is longer: bounded keys
+
+    def is_locked(self, username: str) -> bool:
+        """Whether ``username`` is locked out now (never adds an entry)."""
+        key, now = self._key(username), self.clock()
+        with self._lock:
+            until = self._locked.get(key)
+            if until is None:
+                return False
+            if now < until:
+                return True
+            del self._locked[key]
+            return False
+
+    def record(self, username: str) -> None:
+        """Count one wrong password for ``username``."""
+        key, now = self._key(username), self.clock()
+        with self._lock:
+            self._expire(now)
+            if key in self._locked:
+                return  # already locked: the lock runs from the failure that set it
+            times = [t for t in self._counting.pop(key, ()) if now - t < self.window]
+            times.append(now)
+            if len(times) >= self.limit:
+                self._locked[key] = now + self.window
+                while len(self._locked) > self.max_names:
+                    self._locked.popitem(last=False)
+                logger.warning("console sign-in locked for %d s after %d wrong passwords",
+                               self.window, self.limit)
+                return
+            self._counting[key] = times[-self.limit:]
+            while len(self._counting) > self.max_names:
+                self._counting.popitem(last=False)
+
+    def reset(self, username: str) -> None:
+        """Forget ``username``'s failures (after a right password)."""
+        key = self._key(username)
+        with self._lock:
+            self._counting.pop(key, None)
+            self._locked.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything (tests)."""
+        with self._lock:
+            self._counting.clear()
+            self._locked.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._counting) + len(self._locked)
+
+    def _expire(self, now: float) -> None:
+        # Both maps are in order of the last failure, so stale entries sit in front.
+        while self._counting:
+            key, times = next(iter(self._counting.items()))
+            if now - times[-1] < self.window:
+                break
+            del self._counting[key]
+        while self._locked:
+            key, until = next(iter(self._locked.items()))
+            if now < until:
+                break
+            del self._locked[key]
+
+
+_failures = FailedSignIns()
 
 
 def too_many_failures(username: str) -> bool:
     """Whether ``username`` had too many wrong passwords lately (per process)."""
-    now = time.monotonic()
-    with _failures_lock:
-        recent = [t for t in _failures.get(username, []) if now - t < FAILURE_WINDOW]
-        _failures[username] = recent
-        return len(recent) >= MAX_FAILURES
+    return _failures.is_locked(username)
 
 
 def _record_failure(username: str) -> None:
-    with _failures_lock:
-        _failures.setdefault(username, []).append(time.monotonic())
+    _failures.record(username)
 
 
 def authenticate(username: str, password: str, *, url: str | None = None) -> m.Agent | None:
@@ -205,8 +299,7 @@ def authenticate(username: str, password: str, *, url: str | None = None) -> m.A
         if not ok:
             _record_failure(username)
             return None
-        with _failures_lock:
-            _failures.pop(username, None)
+        _failures.reset(username)
         s.expunge(agent)
         return agent
 

@@ -130,6 +130,59 @@ def test_too_many_wrong_passwords_lock_the_name(client: TestClient, agent_id: in
     assert login(client).status_code == 429
 
 
+def test_a_flood_of_made_up_names_stays_bounded_and_keeps_the_lock(
+        client: TestClient, agent_id: int) -> None:
+    """100,000 distinct failed usernames: bounded memory, and the real name stays locked."""
+    for _ in range(auth.MAX_FAILURES):
+        assert login(client, password="bad guess!").status_code == 401
+    assert login(client).status_code == 429
+    for i in range(100_000):  # what authenticate() records for each wrong guess
+        auth._record_failure(f"attacker-{i}")
+        if i % 10_000 == 0:
+            assert len(auth._failures) <= 2 * auth.MAX_TRACKED_NAMES
+    assert len(auth._failures) <= auth.MAX_TRACKED_NAMES + 1
+    assert login(client).status_code == 429  # still locked: the flood unlocked nothing
+    assert not auth.too_many_failures("attacker-99999")  # one wrong guess locks nothing
+    assert len(auth._failures) <= auth.MAX_TRACKED_NAMES + 1  # asking adds no entry
+    for i in range(100_000):  # asking about names never stores them
+        auth.too_many_failures(f"prober-{i}")
+    assert len(auth._failures) <= auth.MAX_TRACKED_NAMES + 1
+
+
+def test_lockout_still_works_during_a_flood(client: TestClient, agent_id: int) -> None:
+    for i in range(3 * auth.MAX_TRACKED_NAMES):
+        auth._record_failure(f"attacker-{i}")
+    for _ in range(auth.MAX_FAILURES):
+        assert login(client, password="bad guess!").status_code == 401
+    assert login(client).status_code == 429
+
+
+def test_failed_sign_ins_expire_and_a_right_password_resets() -> None:
+    now = [1000.0]
+    counter = auth.FailedSignIns(limit=3, window=60, max_names=4, clock=lambda: now[0])
+    for _ in range(2):
+        counter.record("sam")
+    counter.reset("sam")  # signed in: the count starts again
+    for _ in range(2):
+        counter.record("sam")
+    assert not counter.is_locked("sam")
+    counter.record("sam")
+    assert counter.is_locked("sam")
+    now[0] += 59
+    assert counter.is_locked("sam")
+    now[0] += 1
+    assert not counter.is_locked("sam")  # locked for the window, then free
+    counter.record("ann")
+    now[0] += 61
+    counter.record("bob")  # stale entries go as new failures come in
+    assert len(counter) == 1
+    for name in ("a", "b", "c", "d", "e", "f"):
+        counter.record(name)
+    assert len(counter) == 4  # the least recently failed names go first
+    counter.record("x" * 10_000)
+    assert all(len(k) <= auth.MAX_USERNAME for k in counter._counting)
+
+
 def test_no_secret_no_sessions(client: TestClient, env: pytest.MonkeyPatch,
                                agent_id: int) -> None:
     from crm_ml.config import get_settings
