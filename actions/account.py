@@ -133,7 +133,12 @@ class ActionEditAccount(CustomerAction):
 
 
 class ActionDeleteAccount(CustomerAction):
-    """Delete my account: after verification, confirm, then record an erasure request."""
+    """Delete my account: after verification, ask to confirm; the "yes" erases it.
+
+    The confirmation names the customer (``delete_account:12347``): a "yes" from
+    anyone else confirms nothing. The erasure itself is
+    :func:`actions.orders.erase_account`.
+    """
 
     def name(self) -> str:
         return "action_delete_account"
@@ -141,7 +146,7 @@ class ActionDeleteAccount(CustomerAction):
     async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      identity: Identity, order_id: str | None) -> list[EventType]:
         dispatcher.utter_message(response="utter_confirm_delete_account")
-        return [SlotSet(CONFIRM_SLOT, "delete_account")]
+        return [SlotSet(CONFIRM_SLOT, f"delete_account:{identity.number}")]
 
 
 class ActionSwitchAccount(Action):

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.utils import all_subclasses
 
 from actions.base import call_crm
 from actions.identity import VERIFIED_SLOT, identify
-from crm_ml import support
+from crm_ml import gdpr, support
 from crm_ml.db import session_scope
 from crm_ml.errors import NotFound
 from crm_ml.identity import Identity
@@ -400,10 +400,10 @@ class ActionConfirmChange(Action):
             dispatcher.utter_message(response="utter_nothing_to_confirm")
             return [SlotSet(CONFIRM_SLOT, None)] if pending else []
         done = [SlotSet(CONFIRM_SLOT, None)]
-        what, _, order_id = pending.partition(":")
-        if what == "cancel_order" and support.clean_order_id(order_id):
+        what, _, subject = pending.partition(":")  # cancel_order:<order>, delete_account:<id>
+        if what == "cancel_order" and support.clean_order_id(subject):
             outcome = await crm_order_call(dispatcher, self.name(), in_crm(
-                support.cancel_order, identity=identity, order_id=order_id,
+                support.cancel_order, identity=identity, order_id=subject,
                 actor=tracker.sender_id))
             if isinstance(outcome, support.CancelOutcome):
                 if outcome.cancelled:
@@ -413,13 +413,29 @@ class ActionConfirmChange(Action):
                     explain_not_cancellable(dispatcher, outcome.order)
             return done
         if what == "delete_account":
-            ticket = await call_crm(dispatcher, self.name(), in_crm(
-                support.request_erasure, identity=identity, sender_id=tracker.sender_id))
-            if ticket is not None:
-                dispatcher.utter_message(response="utter_erasure_recorded", ticket=ticket)
-            return done
+            if subject != str(identity.number):  # asked while someone else was verified
+                dispatcher.utter_message(response="utter_nothing_to_confirm")
+                return done
+            return done + await erase_account(dispatcher, tracker, self.name(), identity)
         dispatcher.utter_message(response="utter_nothing_to_confirm")
         return done
+
+
+async def erase_account(dispatcher: CollectingDispatcher, tracker: Tracker, action: str,
+                        identity: Identity) -> list[EventType]:
+    """Erase the verified customer ``identity`` at once, as ``crm-ml gdpr erase`` does.
+
+    The conversation's own stored events are redacted in place (Rasa saves this
+    tracker after the action; see :mod:`crm_ml.gdpr`). On success a new session
+    starts: it resets every slot (the verified customer, the e-mail, the order)
+    and Rasa never loads the erased part of the conversation again.
+    """
+    counts = await call_crm(dispatcher, action, in_crm(
+        gdpr.erase_own_account, identity=identity, sender_id=tracker.sender_id))
+    if counts is None:  # already answered; nothing was erased
+        return []
+    dispatcher.utter_message(response="utter_account_erased")
+    return [SessionStarted()]
 
 
 class ActionDeclineChange(Action):

@@ -6,12 +6,24 @@ conversations (interactions, escalations, tickets, channel links, tracker
 events) and the model outputs about the customer, and anonymizes the customer
 row; orders stay for the accounts (a legal duty) but point at the anonymized
 row. Both are audited.
+
+``erase_own_account`` is the same erasure asked for by a verified customer in a
+chat. That conversation is live: Rasa holds its tracker in memory and saves it
+after the action returns, and its SQL tracker store appends the events beyond
+the number of rows it finds for the conversation (and publishes them to the
+event broker). Deleting the rows would make Rasa write the whole conversation
+back, e-mail address included, and the broker store it again as interactions.
+So the live conversation's stored events are redacted in place instead: each
+row keeps its type and time, and loses text, slot values, entities and
+metadata. The action then starts a new session, so Rasa never loads the
+redacted rows again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import logging
 from typing import Any
@@ -19,10 +31,12 @@ from typing import Any
 from sqlalchemy import create_engine, delete, inspect, or_, select, text
 from sqlalchemy.orm import Session
 
+from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.errors import NotFound
 from crm_ml.handoff import audit
+from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +133,18 @@ def export(*, session: Session, customer_id: int, tracker_url: str | None = None
 
 
 def erase(*, session: Session, customer_id: int, tracker_url: str | None = None,
-          actor: str = "cli") -> dict[str, int]:
+          actor: str = "cli", live_sender: str | None = None) -> dict[str, int]:
     """Erase or anonymize everything about ``customer_id``; return counts per table.
+
+    Args:
+        session: The caller's transaction.
+        customer_id: The customer to erase.
+        tracker_url: Rasa's SQL tracker store (default: ``tracker_db_url``).
+        actor: Who asked, for the audit log.
+        live_sender: The conversation the request came from, if any: its
+            tracker events are redacted in place rather than deleted (see the
+            module docstring), and its messages go with the customer's even
+            when they were sent before the customer was verified.
 
     Raises:
         NotFound: no such customer.
@@ -129,6 +153,8 @@ def erase(*, session: Session, customer_id: int, tracker_url: str | None = None,
     if customer is None:
         raise NotFound(f"customer {customer_id}")
     senders = sender_ids(session=session, customer_id=customer_id)
+    if live_sender:
+        senders.add(live_sender)
     counts: dict[str, int] = {}
     by_customer_or_sender = {
         m.Interaction: or_(m.Interaction.customer_id == customer_id,
@@ -151,23 +177,103 @@ def erase(*, session: Session, customer_id: int, tracker_url: str | None = None,
     account = session.scalar(select(m.Account).where(m.Account.customer_id == customer_id))
     if account is not None:
         account.name = "Erased customer"
-    counts["tracker_events"] = _erase_tracker_events(tracker_url, senders)
+    counts["tracker_events"] = _erase_tracker_events(tracker_url, senders, live_sender)
     audit(session=session, actor=actor, action="gdpr_erase", entity="customers",
-          entity_id=str(customer_id), details={"conversations": len(senders)})
+          entity_id=str(customer_id), details={"conversations": len(senders),
+                                               "from_chat": live_sender is not None})
     logger.info("erased customer data (%d conversations)", len(senders))
     return counts
 
 
-def _erase_tracker_events(url: str | None, senders: set[str]) -> int:
+def chat_actor(sender_id: str) -> str:
+    """The audit actor for a chat's sender without the sender id itself: ``tg:1a2b...``.
+
+    The channel namespace stays readable; the rest is a keyed hash (under
+    ``CRM_IDENTITY_SECRET``), stable for one sender, so that an erasure's audit
+    entry does not link the erased customer to a Telegram chat id or a phone call.
+    """
+    namespace, sep, _ = sender_id.partition(":")
+    digest = hmac.new(get_settings().identity_secret.encode(), sender_id.encode(),
+                      hashlib.sha256).hexdigest()[:16]
+    return f"{namespace}:{digest}" if sep and namespace.isalnum() else f"chat:{digest}"
+
+
+def erase_own_account(*, session: Session, identity: Identity, sender_id: str,
+                      tracker_url: str | None = None) -> dict[str, int]:
+    """Carry out a verified customer's own erasure request from a chat.
+
+    The same erasure as ``crm-ml gdpr erase``, audited as ``gdpr_erase`` with
+    :func:`chat_actor` of the sender as the actor; the conversation ``sender_id``
+    is treated as live (see :func:`erase`).
+
+    Raises:
+        Forbidden: the caller is not a customer (anonymous callers verify first;
+            staff cannot erase customers from a chat).
+        NotFound: the customer is not in the CRM.
+    """
+    if identity.role != "customer" or identity.number is None:
+        raise Forbidden(f"{identity.role} may not erase an account from a chat")
+    return erase(session=session, customer_id=identity.number, tracker_url=tracker_url,
+                 actor=chat_actor(sender_id), live_sender=sender_id)
+
+
+_KEPT_KEYS = ("event", "timestamp", "name", "policy", "confidence", "hide_rule_turn",
+              "input_channel", "use_text_for_featurization", "is_interrupted",
+              "kill_on_user_msg")
+
+
+def redact_event(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored Rasa event without anything a person said or gave.
+
+    The event keeps its type, time and the names of actions, slots and loops
+    (so Rasa still reads it back); texts, slot values, entities, parse data
+    and metadata go.
+    """
+    out = {key: data[key] for key in _KEPT_KEYS if key in data}
+    kind = data.get("event")
+    if kind == "user":
+        out.update(text=None, parse_data={"intent": {}, "entities": []}, metadata={})
+    elif kind == "bot":
+        out.update(text=None, data={}, metadata={})
+    elif kind == "slot":
+        out["value"] = None
+    elif kind == "entities":
+        out["entities"] = []
+    elif kind == "action":
+        out.update(metadata={}, action_text=None)
+    return out
+
+
+def _erase_tracker_events(url: str | None, senders: set[str],
+                          live_sender: str | None = None) -> int:
+    """Delete the events of ``senders`` except the live one's, which are redacted."""
     engine = _tracker_engine(url)
     if engine is None or not senders:
         return 0
     try:
         if "events" not in inspect(engine).get_table_names():
             return 0
+        gone = sorted(senders - {live_sender})
         with engine.begin() as conn:
-            return conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
-                                .bindparams(_expanding("ids")),
-                                {"ids": sorted(senders)}).rowcount
+            n = conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
+                             .bindparams(_expanding("ids")), {"ids": gone}).rowcount if gone else 0
+            if live_sender:
+                n += _redact_rows(conn, live_sender)
+        return n
     finally:
         engine.dispose()
+
+
+def _redact_rows(conn: Any, sender_id: str) -> int:
+    rows = conn.execute(text("SELECT id, type_name, timestamp, data FROM events "
+                             "WHERE sender_id = :s"), {"s": sender_id}).all()
+    for row in rows:
+        try:
+            data = json.loads(row.data)
+        except (TypeError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            data = {"event": row.type_name, "timestamp": row.timestamp}
+        conn.execute(text("UPDATE events SET data = :d, intent_name = NULL WHERE id = :id"),
+                     {"d": json.dumps(redact_event(data)), "id": row.id})
+    return len(rows)

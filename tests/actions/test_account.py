@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from rasa_sdk.events import FollowupAction, SlotSet
+from rasa_sdk.events import FollowupAction, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
@@ -21,7 +21,8 @@ from actions.account import (
     ValidateAddressForm,
 )
 from actions.orders import ActionConfirmChange, ActionVerifyCustomer
-from crm_ml import support
+from crm_ml import gdpr, support
+from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
@@ -34,6 +35,7 @@ from tests.actions.test_orders import (
     signed,
     verified,
 )
+from tests.crm_ml.test_gdpr import tracker_rows, tracker_store
 from tests.crm_ml.test_support import GEORGE_EMAIL, crm, crm_template  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("crm")
@@ -43,6 +45,11 @@ ADDRESS = "12 High Street, Leeds LS1 4AB"
 
 def down(**_: Any) -> None:
     raise CRMUnavailable("down")
+
+
+def gdpr_erasures() -> list[m.AuditLog]:
+    with session_scope() as s:
+        return list(s.scalars(select(m.AuditLog).where(m.AuditLog.action == "gdpr_erase")))
 
 
 def all_tickets() -> list[m.Ticket]:
@@ -194,31 +201,118 @@ def test_delete_account_needs_verification() -> None:
     assert all_tickets() == []
 
 
-def test_delete_account_is_confirmed_then_recorded() -> None:
+@pytest.fixture
+def tracker_url(env: pytest.MonkeyPatch, tmp_path) -> str:
+    """This test's own Rasa tracker store, holding George's conversation SENDER so far."""
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    env.setenv("CRM_TRACKER_DB_URL", url)
+    get_settings.cache_clear()
+    tracker_store(url, [(SENDER, {"event": "session_started", "timestamp": 1.0}),
+                        (SENDER, {"event": "user", "text": f"536365 {GEORGE_EMAIL}",
+                                  "timestamp": 2.0}),
+                        (SENDER, {"event": "slot", "name": "verified_customer",
+                                  "value": "12347", "timestamp": 3.0}),
+                        ("web:someone-else", {"event": "user", "text": "hello",
+                                              "timestamp": 4.0})])
+    with session_scope() as s:
+        s.add(m.ChannelIdentity(sender_id=SENDER, customer_id=12347))
+        s.add(m.Interaction(sender_id=SENDER, channel="web", direction="in",
+                            text=f"536365 {GEORGE_EMAIL}"))
+    return url
+
+
+def test_delete_account_asks_the_verified_customer_to_confirm() -> None:
     events, dispatcher = run(ActionDeleteAccount(), conversation(
         intent="delete_account", slots=verified()))
-    assert events == [SlotSet("confirming", "delete_account")]
+    assert events == [SlotSet("confirming", "delete_account:12347")]
     assert responses(dispatcher) == ["utter_confirm_delete_account"]
-    assert all_tickets() == []
+    assert all_tickets() == [] and not gdpr_erasures()
 
+
+def test_delete_account_from_a_staff_login_is_refused() -> None:
+    for user in ("rep:1", "manager:1", "agent:1"):
+        events, dispatcher = run(ActionDeleteAccount(), conversation(
+            intent="delete_account", metadata=signed(user)))
+        assert events == [] and responses(dispatcher) == ["utter_customers_only"]
+
+
+def test_the_yes_erases_the_customer_at_once(tracker_url: str) -> None:
     events, dispatcher = run(ActionConfirmChange(), conversation(
-        intent="affirm", slots=verified(confirming="delete_account")))
-    assert events == [SlotSet("confirming", None)]
-    assert responses(dispatcher) == ["utter_erasure_recorded"]
-    [ticket] = all_tickets()
-    assert (ticket.kind, ticket.customer_id, ticket.sender_id) == ("erasure", 12347, SENDER)
-    assert dispatcher.messages[0]["ticket"] == ticket.id
+        text="yes", intent="affirm", slots=verified(confirming="delete_account:12347")))
+    # A new session: every slot (the verified customer first) is reset, and Rasa
+    # never loads the erased, redacted part of the conversation again.
+    assert events == [SlotSet("confirming", None), SessionStarted()]
+    assert responses(dispatcher) == ["utter_account_erased"]
     with session_scope() as s:
-        actions = [a.action for a in s.scalars(select(m.AuditLog))]
-    assert "erasure_requested" in actions
-
-
-def test_erasure_when_the_crm_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(support, "request_erasure", down)
+        george = s.get(m.Customer, 12347)
+        assert george.anonymized and GEORGE_EMAIL != george.email
+        assert s.get(m.ChannelIdentity, SENDER) is None
+        assert list(s.scalars(select(m.Interaction).where(m.Interaction.sender_id == SENDER))) \
+            == []
+        [entry] = gdpr_erasures()
+        assert (entry.actor, entry.entity_id) == (gdpr.chat_actor(SENDER), "12347")
+    # Rasa saves this tracker after the action: its rows stay, emptied.
+    rows = tracker_rows(tracker_url, SENDER)
+    assert [(t, ts) for t, ts, _, _ in rows] == [("session_started", 1.0), ("user", 2.0),
+                                                 ("slot", 3.0)]
+    assert GEORGE_EMAIL not in json.dumps(rows) and "12347" not in json.dumps(rows)
+    assert [t for t, *_ in tracker_rows(tracker_url, "web:someone-else")] == ["user"]
+    # The conversation no longer acts as George: the same "yes" now confirms nothing.
     events, dispatcher = run(ActionConfirmChange(), conversation(
-        intent="affirm", slots=verified(confirming="delete_account")))
+        text="yes", intent="affirm", slots={"confirming": "delete_account:12347"}))
+    assert responses(dispatcher) == ["utter_nothing_to_confirm"]
+    assert len(gdpr_erasures()) == 1
+
+
+def test_signed_in_customer_erases_their_own_account(tracker_url: str) -> None:
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        text="yes", intent="affirm", metadata=signed("customer:12347"),
+        slots={"confirming": "delete_account:12347"}))
+    assert events == [SlotSet("confirming", None), SessionStarted()]
+    assert responses(dispatcher) == ["utter_account_erased"]
+    assert [e.entity_id for e in gdpr_erasures()] == ["12347"]
+
+
+@pytest.mark.parametrize(("slots", "metadata"), [
+    ({"confirming": "delete_account:12347"}, None),  # anonymous: never verified
+    (verified(confirming="delete_account:12348"), None),  # asked while Olivia was verified
+    (verified(confirming="delete_account"), None),  # a confirmation of the old form
+    ({"confirming": "delete_account:12347"}, "agent:1"),  # staff cannot erase from a chat
+    ({"confirming": "delete_account:12347"}, "rep:1"),
+])
+def test_a_yes_erases_only_the_verified_customer_who_was_asked(
+        tracker_url: str, slots: dict[str, Any], metadata: str | None) -> None:
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        text="yes", intent="affirm", slots=slots,
+        metadata=signed(metadata) if metadata else None))
+    assert events == [SlotSet("confirming", None)]
+    assert responses(dispatcher) == ["utter_nothing_to_confirm"]
+    assert gdpr_erasures() == []
+    with session_scope() as s:
+        assert not s.get(m.Customer, 12347).anonymized
+    assert len(tracker_rows(tracker_url, SENDER)) == 3
+
+
+def test_erasure_when_the_crm_is_down(tracker_url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gdpr, "erase_own_account", down)
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        intent="affirm", slots=verified(confirming="delete_account:12347")))
+    assert events == [SlotSet("confirming", None)]  # still George: he may ask again
+    assert responses(dispatcher) == ["utter_crm_unavailable"]
+
+
+def test_erasure_when_the_tracker_store_is_unreachable(tracker_url: str, env,
+                                                      tmp_path) -> None:
+    env.setenv("CRM_TRACKER_DB_URL", f"sqlite:///{tmp_path / 'missing' / 'tracker.db'}")
+    get_settings.cache_clear()
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        intent="affirm", slots=verified(confirming="delete_account:12347")))
     assert events == [SlotSet("confirming", None)]
     assert responses(dispatcher) == ["utter_crm_unavailable"]
+    with session_scope() as s:  # nothing half-done in the CRM
+        assert not s.get(m.Customer, 12347).anonymized
+    assert gdpr_erasures() == []
 
 
 # --------------------------------------------------------------------------- switch, newsletter

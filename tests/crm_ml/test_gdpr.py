@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from crm_ml import gdpr
+from crm_ml.authz import Forbidden
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.errors import NotFound
+from crm_ml.identity import ANONYMOUS, Identity
 from crm_ml.pii import mask
 
 EMAIL = "ada.lovelace.12347@example.com"
@@ -43,18 +46,37 @@ def crm(env, sqlite_url: str, tmp_path) -> tuple[str, str]:
                            context={"name": NAME}))
         s.add(m.Ticket(kind="complaint", customer_id=12347, sender_id="tg:42",
                        subject="parcel", body=f"{NAME} <{EMAIL}>: {MESSAGE}"))
-    engine = create_engine(tracker_url)
-    with engine.begin() as conn:  # the columns of Rasa 3.6's SQL tracker store
-        conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255),"
-                          " type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255),"
-                          " action_name VARCHAR(255), data TEXT)"))
-        for sender, said in [("tg:42", MESSAGE), ("web:x", "hello from Ada"),
-                             ("web:other", "not Ada's")]:
-            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, data) "
-                              "VALUES (:s, 'user', 1.0, :d)"),
-                         {"s": sender, "d": json.dumps({"event": "user", "text": said})})
-    engine.dispose()
+    tracker_store(tracker_url, [(sender, {"event": "user", "text": said, "timestamp": 1.0})
+                                for sender, said in [("tg:42", MESSAGE),
+                                                     ("web:x", "hello from Ada"),
+                                                     ("web:other", "not Ada's")]])
     return sqlite_url, tracker_url
+
+
+def tracker_store(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """A SQL tracker store with the columns of Rasa 3.6's, holding ``events``."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, "
+                          "sender_id VARCHAR(255), type_name VARCHAR(255), timestamp FLOAT, "
+                          "intent_name VARCHAR(255), action_name VARCHAR(255), data TEXT)"))
+        for sender, event in events:
+            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, intent_name,"
+                              " action_name, data) VALUES (:s, :t, :ts, :i, :a, :d)"),
+                         {"s": sender, "t": event["event"], "ts": event.get("timestamp"),
+                          "i": intent, "a": event.get("name"), "d": json.dumps(event)})
+    engine.dispose()
+
+
+def tracker_rows(url: str, sender: str) -> list[tuple[str, float, str | None, dict]]:
+    """``(type_name, timestamp, intent_name, data)`` of a sender's stored events, in order."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT type_name, timestamp, intent_name, data FROM events "
+                                 "WHERE sender_id = :s ORDER BY id"), {"s": sender}).all()
+    engine.dispose()
+    return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
 
 def _dump(url: str) -> str:
@@ -92,6 +114,102 @@ def test_erase_leaves_no_trace(crm) -> None:
         customer = s.get(m.Customer, 12347)
         assert customer.anonymized and customer.email.endswith("@invalid")
         assert s.get(m.Order, "500001").customer_id == 12347  # accounts kept, pseudonymous
+
+
+# A chat that verified Ada, as Rasa stored it before the turn that confirms the erasure.
+LIVE = "web:live"
+LIVE_EVENTS: list[dict[str, Any]] = [
+    {"event": "action", "name": "action_session_start", "timestamp": 10.0},
+    {"event": "session_started", "timestamp": 10.1},
+    {"event": "action", "name": "action_listen", "timestamp": 10.2},
+    {"event": "user", "text": f"500001 {EMAIL}", "timestamp": 11.0, "message_id": "m1",
+     "input_channel": "rest", "metadata": {"auth": {"user": "x", "sig": "y"}},
+     "parse_data": {"text": f"500001 {EMAIL}", "intent": {"name": "inform"},
+                    "entities": [{"entity": "email", "value": EMAIL}]}},
+    {"event": "entities", "entities": [{"entity": "email", "value": EMAIL}], "timestamp": 11.1},
+    {"event": "slot", "name": "email", "value": EMAIL, "timestamp": 11.2},
+    {"event": "action", "name": "action_verify_customer", "policy": "RulePolicy",
+     "confidence": 1.0, "timestamp": 11.3},
+    {"event": "bot", "text": f"Thanks {NAME}, that's you.", "data": {"custom": NAME},
+     "metadata": {"utter_action": "utter_verified"}, "timestamp": 11.4},
+    {"event": "slot", "name": "verified_customer", "value": "12347", "timestamp": 11.5},
+]
+
+
+@pytest.fixture
+def live_chat(crm) -> tuple[str, str]:
+    crm_url, tracker_url = crm
+    with session_scope() as s:  # said before verification: not linked to Ada yet
+        s.add(m.Interaction(sender_id=LIVE, channel="rest", direction="in",
+                            text=f"500001 {EMAIL}", customer_id=None))
+        s.add(m.ChannelIdentity(sender_id=LIVE, customer_id=12347))
+    tracker_store(tracker_url, [(LIVE, e) for e in LIVE_EVENTS])
+    return crm_url, tracker_url
+
+
+def test_erase_from_a_chat_redacts_the_live_conversation_in_place(live_chat) -> None:
+    """Rasa appends the events past the number of rows it finds: that number must not change."""
+    crm_url, tracker_url = live_chat
+    with session_scope() as s:
+        counts = gdpr.erase_own_account(session=s, identity=Identity("customer", 12347),
+                                        sender_id=LIVE, tracker_url=tracker_url)
+    assert counts["tracker_events"] == 2 + len(LIVE_EVENTS)  # tg:42 and web:x deleted
+    assert counts["interactions"] == 3  # the live chat's message before verification too
+    rows = tracker_rows(tracker_url, LIVE)
+    assert [(t, ts) for t, ts, _, _ in rows] == [(e["event"], e["timestamp"])
+                                                 for e in LIVE_EVENTS]
+    assert all(intent is None for _, _, intent, _ in rows)
+    assert [d.get("name") for *_, d in rows] == [e.get("name") for e in LIVE_EVENTS]
+    assert tracker_rows(tracker_url, "tg:42") == tracker_rows(tracker_url, "web:x") == []
+    everything = _dump(crm_url) + _dump(tracker_url)
+    for secret in (EMAIL, NAME, MESSAGE, "hello from Ada", "Byron", "500001 "):
+        assert secret not in everything, secret
+    assert '"value": "12347"' not in everything  # the verified slot is gone too
+    with session_scope() as s:
+        [entry] = s.scalars(select(m.AuditLog).where(m.AuditLog.action == "gdpr_erase"))
+        assert (entry.entity, entry.entity_id) == ("customers", "12347")
+        assert entry.actor == gdpr.chat_actor(LIVE) and "live" not in entry.actor
+        assert entry.details == {"conversations": 3, "from_chat": True}
+        assert entry.at is not None
+        assert s.get(m.Customer, 12347).anonymized
+
+
+@pytest.mark.parametrize("who", [ANONYMOUS, Identity("rep", 1), Identity("manager", 1),
+                                 Identity("agent", 1), Identity("customer", None)])
+def test_only_a_customer_erases_from_a_chat(live_chat, who: Identity) -> None:
+    crm_url, tracker_url = live_chat
+    before = _dump(crm_url) + _dump(tracker_url)
+    with pytest.raises(Forbidden), session_scope() as s:
+        gdpr.erase_own_account(session=s, identity=who, sender_id=LIVE,
+                               tracker_url=tracker_url)
+    assert _dump(crm_url) + _dump(tracker_url) == before
+
+
+def test_redacted_events_keep_what_rasa_needs_to_read_them() -> None:
+    user, entities, slot, action, bot = (gdpr.redact_event(LIVE_EVENTS[i]) for i in (3, 4, 5, 6, 7))
+    assert user == {"event": "user", "timestamp": 11.0, "input_channel": "rest", "text": None,
+                    "parse_data": {"intent": {}, "entities": []}, "metadata": {}}
+    assert entities == {"event": "entities", "timestamp": 11.1, "entities": []}
+    assert slot == {"event": "slot", "name": "email", "timestamp": 11.2, "value": None}
+    assert action == {"event": "action", "name": "action_verify_customer", "timestamp": 11.3,
+                      "policy": "RulePolicy", "confidence": 1.0, "metadata": {},
+                      "action_text": None}
+    assert bot == {"event": "bot", "timestamp": 11.4, "text": None, "data": {}, "metadata": {}}
+    assert gdpr.redact_event({"event": "pause", "timestamp": 1}) == {"event": "pause",
+                                                                     "timestamp": 1}
+
+
+def test_the_chat_actor_names_the_channel_not_the_sender(env) -> None:
+    env.setenv("CRM_IDENTITY_SECRET", "s3cret")
+    actor = gdpr.chat_actor("tg:123456789")
+    assert actor.startswith("tg:") and "123456789" not in actor and len(actor) == 3 + 16
+    assert gdpr.chat_actor("tg:123456789") == actor != gdpr.chat_actor("tg:123456788")
+    assert gdpr.chat_actor("no namespace").startswith("chat:")
+    env.setenv("CRM_IDENTITY_SECRET", "other")
+    from crm_ml.config import get_settings
+
+    get_settings.cache_clear()
+    assert gdpr.chat_actor("tg:123456789") != actor  # keyed: not a plain hash of the id
 
 
 def test_unknown_customer(crm) -> None:

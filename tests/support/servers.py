@@ -109,8 +109,9 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     if not model.is_file():
         raise FileNotFoundError(f"{model} missing: run `make train` first")
     rasa_port, actions_port = free_port(), free_port()
+    # The action server reaches the stack's own tracker store (GDPR erasure), never var/'s.
     env = {**os.environ, "CRM_DATABASE_URL": crm_url, "RASA_TELEMETRY_ENABLED": "false",
-           **(extra_env or {})}
+           "CRM_TRACKER_DB_URL": f"sqlite:///{workdir / 'tracker.db'}", **(extra_env or {})}
     endpoints = workdir / "endpoints.yml"
     endpoints.write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
