@@ -65,12 +65,15 @@ cat <<MSG
   The assistant is up.
   Chat from this terminal:
     curl -s http://$HOST:$RASA_PORT/webhooks/rest/webhook -H 'Content-Type: application/json' \\
-      -d '{"sender": "me", "message": "how many customers do we have"}'
+      -d '{"sender": "me", "message": "can you recommend something"}'
+    (anonymous; staff questions such as "how many customers do we have" need a
+    signed rep identity in metadata.auth, see README.md)
   Rasa REST channel:  http://$HOST:$RASA_PORT/webhooks/rest/webhook
   Action server:      http://$HOST:$ACTIONS_PORT/health
   Web chat:           http://$HOST:$CONSOLE_PORT/chat
   ... signed in as customer 12347: http://$HOST:$CONSOLE_PORT$CHAT_PATH
   Agent console:      http://$HOST:$CONSOLE_PORT/  (user: agent, password: ${CRM_DEMO_AGENT_PASSWORD:-demo-agent})
+  Agents' API docs:   http://$HOST:$CONSOLE_PORT/api/docs  (signed-in agents only)
   Telegram:           $( [ -n "${TELEGRAM_TOKEN:-}" ] && echo "on (long polling)" || echo "off (set TELEGRAM_TOKEN)")
   Press Ctrl-C to stop everything.
 

@@ -19,7 +19,7 @@ from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
 from tests.support.retail import retail_frame
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -99,15 +99,21 @@ def test_angry_customer_is_handed_over_and_comes_back(stack: Stack) -> None:
 
     done = stack.agent("POST", f"/api/escalations/{mine['id']}/resolve").json()
     assert done["status"] == "resolved"
-    back = stack.say(sender, "how many customers do we have", metadata=customer(12347))
+    # The bot is back and answers from the CRM again, still knowing who is signed in.
+    back = stack.say(sender, "where is my order 500001", metadata=customer(12347))
     texts = [r["text"] for r in back]
     assert texts[0].startswith("I'm back")
-    assert any("customers in the CRM" in t for t in texts[1:]), texts
+    assert any("500001" in t and "delivered" in t.lower() for t in texts[1:]), texts
 
-    with get_engine(_crm(stack)).connect() as conn:
-        rows = conn.execute(select(m.Interaction.direction, m.Interaction.text,
-                                   m.Interaction.sentiment, m.Interaction.customer_id)
-                            .where(m.Interaction.sender_id == sender)).all()
+    def stored() -> list:
+        with get_engine(_crm(stack)).connect() as conn:
+            rows = conn.execute(select(m.Interaction.direction, m.Interaction.text,
+                                       m.Interaction.sentiment, m.Interaction.customer_id)
+                                .where(m.Interaction.sender_id == sender)).all()
+        # Wait for the event broker's queue: the last reply of the last turn stored.
+        return rows if any(r.direction == "out" and r.text == texts[-1] for r in rows) else []
+
+    rows = eventually(stored)
     incoming = [r for r in rows if r.direction == "in"]
     assert len(incoming) >= 4
     assert all(r.sentiment in {"negative", "neutral", "positive"} for r in incoming)

@@ -10,10 +10,18 @@ from sqlalchemy import text
 
 from crm_ml import loader
 from crm_ml.db.session import get_engine
+from crm_ml.identity import sign
 from tests.support.retail import retail_frame
 from tests.support.servers import Stack, assistant
 
 pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-rest-secret"
+
+
+def signed(user: str) -> dict:
+    """Message metadata proving ``user`` (the customer count is for staff only)."""
+    return {"auth": {"user": user, "sig": sign(user, SECRET)}}
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +33,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     migrate.upgrade(url)
     with get_engine(url).begin() as conn:
         loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
-    with assistant(workdir, url) as running:
+    with assistant(workdir, url, extra_env={"CRM_IDENTITY_SECRET": SECRET}) as running:
         yield running
 
 
 def test_custom_action_answers_from_the_crm(stack: Stack) -> None:
-    replies = stack.say("web:e2e-1", "how many customers do we have")
+    replies = stack.say("web:e2e-1", "how many customers do we have", metadata=signed("rep:2"))
     assert len(replies) == 1
     answer = replies[0]["text"]
     # The fixture CRM has 4 customers, 3 with a product purchase, in 4 countries.
@@ -46,7 +54,8 @@ def test_the_answer_follows_the_database(stack: Stack, tmp_path: Path) -> None:
     with get_engine(f"sqlite:///{url}").begin() as conn:
         conn.execute(text("INSERT INTO customers (id, name, email, country, anonymized) "
                           "VALUES (99999, 'New Person', 'new@example.com', 'Malta', 0)"))
-    answer = stack.say("web:e2e-2", "how many customers are there")[0]["text"]
+    answer = stack.say("web:e2e-2", "how many customers are there",
+                       metadata=signed("manager:1"))[0]["text"]
     assert "5 customers" in answer and "5 countries" in answer
 
 
@@ -70,4 +79,4 @@ def test_action_server_down_gives_a_polite_answer(stack: Stack) -> None:
 
     stack.actions = start_actions(port, {**os.environ, "CRM_DATABASE_URL":
                                          f"sqlite:///{stack.workdir / 'crm.db'}"}, log)
-    assert "customers" in stack.say("web:e2e-4", "how many customers do we have")[0]["text"]
+    assert "best sellers" in stack.say("web:e2e-4", "can you recommend something")[0]["text"]

@@ -90,6 +90,20 @@ def test_forged_signature_is_anonymous(stack: Stack) -> None:
     assert "can't share" in answer
 
 
+def test_customer_count_is_for_staff_only(stack: Stack) -> None:
+    """Company-wide figures: visitors and customers get the polite refusal, no number."""
+    refusal = "Sorry, I can't share that with you."  # domain.yml's utter_not_allowed
+    for sender, metadata in (("web:anon-count", None),
+                             ("web:cust-count", signed("customer:12347"))):
+        texts = [r["text"] for r in stack.say(sender, "how many customers do we have",
+                                              metadata=metadata)]
+        assert texts == [refusal], (sender, texts)
+        assert not re.search(r"\d", " ".join(texts))
+    staff = " ".join(r["text"] for r in stack.say("web:rep-count", "how many customers do we have",
+                                                  metadata=signed("rep:2")))
+    assert re.search(r"We have \d+ customers in the CRM", staff), staff
+
+
 def test_anonymous_visitor_gets_no_order_details(stack: Stack) -> None:
     replies = stack.say("web:anon", "where is my order 500001")
     answer = " ".join(r["text"] for r in replies)
