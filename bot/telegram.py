@@ -15,6 +15,7 @@ the settings::
       # webhook_url: "https://bot.example.com/webhooks/telegram/webhook"
       # secret_token: "..."     # default: derived from the token
       # poll_timeout: 25
+      # outbox_max_delay: 30  # longest wait between two tries while Telegram is down
 
 Modes:
 
@@ -28,6 +29,13 @@ Modes:
   ``setWebhook`` with a secret; ``POST /webhooks/telegram/webhook`` checks the
   ``X-Telegram-Bot-Api-Secret-Token`` header, answers at once and handles the
   update in the background.
+
+Delivery: every call to Telegram is retried on flood waits and network errors
+(a few seconds). If Telegram still cannot be reached, the message goes into a
+durable outbox (a ``telegram_outbox`` table next to the conversations, see
+:class:`TelegramOutbox`) and later messages to that chat queue behind it; a
+background task sends them, in order, once Telegram answers again. Bot replies
+and agents' messages alike: none is dropped for an outage.
 
 Sender ids are ``tg:<chat id>``; the metadata carries the Telegram user id and
 username under ``telegram``. Logs carry neither text nor names, and chat ids
@@ -43,6 +51,8 @@ import json
 import logging
 import random
 import re
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,20 +60,30 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import sqlalchemy as sa
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import (
+    Bot,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    TelegramObject,
+    Update,
+)
 from telegram.error import (
     BadRequest,
     ChatMigrated,
-    Conflict,
-    Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.request import HTTPXRequest
 
@@ -342,6 +362,8 @@ class TelegramConfig:
         max_attempts: Attempts per outgoing call (network errors and flood waits).
         max_retry_after: Longest flood wait (s) a message waits for before it fails.
         max_concurrency: Updates handled at the same time (one at a time per chat).
+        outbox_max_delay: Longest wait (s) between two tries of the outbox while
+            Telegram cannot be reached.
     """
 
     token: str = ""
@@ -352,6 +374,7 @@ class TelegramConfig:
     max_attempts: int = 4
     max_retry_after: float = 60.0
     max_concurrency: int = 16
+    outbox_max_delay: float = 30.0
 
     @property
     def mode(self) -> str:
@@ -392,6 +415,8 @@ class TelegramConfig:
             max_attempts=max(1, int(given.get("max_attempts", cls.max_attempts))),
             max_retry_after=float(given.get("max_retry_after", cls.max_retry_after)),
             max_concurrency=max(1, int(given.get("max_concurrency", cls.max_concurrency))),
+            outbox_max_delay=max(0.1, float(given.get("outbox_max_delay",
+                                                      cls.outbox_max_delay))),
         )
 
 
@@ -421,13 +446,35 @@ def make_bot(config: TelegramConfig) -> Bot:
     )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed Bot API call may work later, unchanged.
+
+    Flood waits, timeouts and network errors (5xx answers included) may; so may
+    an answer that is not Telegram's JSON (python-telegram-bot's plain
+    ``TelegramError``, e.g. a proxy's HTML error page). A bad request, a chat
+    that blocked the bot, a bad token or a migrated chat may not.
+    """
+    if isinstance(exc, (RetryAfter, TimedOut)):
+        return True
+    if isinstance(exc, BadRequest):
+        return False
+    return isinstance(exc, NetworkError) or type(exc) is TelegramError
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """The flood wait of ``exc`` in seconds (an int or a timedelta, by version)."""
+    wait = exc.retry_after
+    return float(wait.total_seconds() if hasattr(wait, "total_seconds") else wait)
+
+
 async def with_retries(call: Callable[[], Awaitable[T]], what: str, attempts: int = 4,
                        max_retry_after: float = 60.0, base_delay: float = 0.5) -> T:
     """Run a Bot API call, retrying flood waits and network errors with back-off.
 
     ``RetryAfter`` waits as long as Telegram asks (up to ``max_retry_after``);
-    network errors and timeouts wait 0.5 s, 1 s, 2 s... with jitter. Permanent
-    errors (bad request, blocked by the user, bad token) are raised at once.
+    network errors, timeouts and garbled answers wait 0.5 s, 1 s, 2 s... with
+    jitter. Permanent errors (bad request, blocked by the user, bad token) are
+    raised at once.
 
     Raises:
         TelegramError: The last error, once the attempts are used up.
@@ -437,23 +484,300 @@ async def with_retries(call: Callable[[], Awaitable[T]], what: str, attempts: in
         try:
             return await call()
         except RetryAfter as exc:
-            wait = exc.retry_after
-            seconds = float(wait.total_seconds() if hasattr(wait, "total_seconds") else wait)
+            seconds = retry_after_seconds(exc)
             if attempt == attempts or seconds > max_retry_after:
                 raise
             logger.warning("%s: Telegram asks to wait %.0f s (attempt %d of %d)",
                            what, seconds, attempt, attempts)
             await asyncio.sleep(seconds)
-        except (BadRequest, Forbidden, InvalidToken, Conflict, ChatMigrated):
-            raise
-        except NetworkError as exc:  # includes TimedOut
-            if attempt == attempts:
+        except TelegramError as exc:
+            if not is_transient(exc) or attempt == attempts:
                 raise
             logger.warning("%s: %s (attempt %d of %d), retrying", what,
                            type(exc).__name__, attempt, attempts)
             await asyncio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 10.0)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------
+# Outbox: what could not be sent yet
+# ---------------------------------------------------------------------------
+
+
+# Telegram objects a queued call may carry (reply markups), by name.
+KEPT_TYPES: dict[str, type[TelegramObject]] = {
+    cls.__name__: cls for cls in (InlineKeyboardMarkup, ReplyKeyboardMarkup,
+                                  ReplyKeyboardRemove, ForceReply)}
+
+
+def encode_params(params: dict[str, Any]) -> str:
+    """A Bot API call's parameters as JSON (uploads as base64, keyboards as dicts)."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray)):
+            return {"__bytes__": base64.b64encode(bytes(value)).decode("ascii")}
+        if isinstance(value, tuple(KEPT_TYPES.values())):
+            return {"__tg__": type(value).__name__, "data": value.to_dict()}
+        raise TypeError(f"cannot keep a {type(value).__name__} in the outbox")
+
+    return json.dumps(params, default=default, ensure_ascii=False)
+
+
+def decode_params(raw: str) -> dict[str, Any]:
+    """The parameters :func:`encode_params` stored.
+
+    Raises:
+        ValueError: The stored text is not what ``encode_params`` writes.
+    """
+
+    def hook(obj: dict[str, Any]) -> Any:
+        if set(obj) == {"__bytes__"}:
+            return base64.b64decode(obj["__bytes__"])
+        if set(obj) == {"__tg__", "data"}:
+            cls = KEPT_TYPES.get(str(obj["__tg__"]))
+            if cls is None:
+                raise ValueError(f"unexpected Telegram type {obj['__tg__']!r}")
+            return cls.de_json(obj["data"], None)
+        return obj
+
+    params = json.loads(raw, object_hook=hook)
+    if not isinstance(params, dict):
+        raise ValueError("outbox parameters are not an object")
+    return params
+
+
+def tracker_store_engine(app: Any) -> sa.engine.Engine | None:
+    """The SQLAlchemy engine of the Rasa server's tracker store, if it is an SQL one."""
+    store = getattr(getattr(getattr(app, "ctx", None), "agent", None), "tracker_store", None)
+    for _ in range(4):  # FailSafeTrackerStore / AwaitableTrackerStore wrap the real one
+        if store is None:
+            return None
+        engine = getattr(store, "engine", None)
+        if isinstance(engine, sa.engine.Engine):
+            return engine
+        store = getattr(store, "_tracker_store", None)
+    return None
+
+
+SendQueued = Callable[[int, str, dict[str, Any]], Awaitable[Any]]
+
+
+class TelegramOutbox:
+    """Bot API calls that could not be made yet: kept in a table, sent later, in order.
+
+    A message goes out at once when its chat has nothing waiting. When Telegram
+    cannot be reached after the usual retries (network errors, 5xx, flood waits,
+    timeouts), the call is stored in the ``telegram_outbox`` table, and every
+    later message to that chat queues behind it, so a chat sees its messages in
+    the order they were sent. A background task (:meth:`run`) sends what waits,
+    oldest first per chat, deleting each row once Telegram has accepted it; it
+    tries again after 1 s, 2 s, 4 s... (up to ``max_delay``), at once when any
+    other call to Telegram succeeds again, and after a restart.
+
+    The table lives in the tracker store's database when that is SQL (so it is
+    as durable as the conversations, and the same for SQLite and PostgreSQL),
+    else in memory. Rows are per bot (the token's numeric id). A call that
+    Telegram refuses for good (a bad request, a chat that blocked the bot) is
+    dropped with an error in the log. A call that timed out after Telegram got
+    it may be sent twice (the Bot API has no idempotency key); a refused
+    connection or an error status never duplicates a message.
+
+    Args:
+        bot_id: The bot's id (rows of other bots in the same table are left alone).
+        base_delay: First wait after a failed try, in seconds.
+        max_delay: Longest wait between two tries, in seconds.
+    """
+
+    TABLE = "telegram_outbox"
+
+    def __init__(self, bot_id: str, base_delay: float = 1.0, max_delay: float = 30.0) -> None:
+        self.bot_id = bot_id[:32]
+        self.base_delay = base_delay
+        self.max_delay = max(max_delay, base_delay)
+        self._engine: sa.engine.Engine | None = None
+        self._table: sa.Table | None = None
+        self._waiting: dict[int, int] = {}  # chat id -> calls waiting
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = \
+            weakref.WeakValueDictionary()
+        self._event: asyncio.Event | None = None
+        self._next_try: float | None = None  # monotonic time of the next flush; None: idle
+        self._delay = base_delay
+
+    # -- storage ---------------------------------------------------------------
+
+    def bind(self, engine: sa.engine.Engine | None = None) -> None:
+        """Use ``engine``'s database (in memory without one); once, the first call wins."""
+        if self._engine is not None:
+            return
+        if engine is None:
+            engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
+                                      connect_args={"check_same_thread": False})
+        table = sa.Table(
+            self.TABLE, sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("bot_id", sa.String(32), nullable=False),
+            sa.Column("chat_id", sa.BigInteger, nullable=False),
+            sa.Column("method", sa.String(32), nullable=False),
+            sa.Column("params", sa.Text, nullable=False),
+            sa.Column("created_at", sa.Float, nullable=False),
+            sa.Index("ix_telegram_outbox_chat", "bot_id", "chat_id", "id"),
+        )
+        table.metadata.create_all(engine, checkfirst=True)
+        with engine.connect() as conn:
+            counts = conn.execute(
+                sa.select(table.c.chat_id, sa.func.count())
+                .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
+        self._engine, self._table = engine, table
+        self._waiting = {int(chat): int(n) for chat, n in counts}
+        if self._waiting:
+            logger.info("Telegram outbox: %d messages for %d chats wait from before",
+                        sum(self._waiting.values()), len(self._waiting))
+            self.wake()
+
+    def _bound(self) -> tuple[sa.engine.Engine, sa.Table]:
+        if self._engine is None or self._table is None:
+            self.bind()
+        assert self._engine is not None and self._table is not None
+        return self._engine, self._table
+
+    def waiting(self, chat_id: int | None = None) -> int:
+        """Calls waiting for ``chat_id`` (for every chat without one)."""
+        if chat_id is None:
+            return sum(self._waiting.values())
+        return self._waiting.get(chat_id, 0)
+
+    def put(self, chat_id: int, method: str, params: dict[str, Any]) -> None:
+        """Keep a call for later, behind what waits for the same chat.
+
+        Raises:
+            TypeError: A parameter cannot be stored.
+            sqlalchemy.exc.SQLAlchemyError: The database refused it.
+        """
+        engine, table = self._bound()
+        raw = encode_params(params)
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(bot_id=self.bot_id, chat_id=chat_id,
+                                               method=method, params=raw,
+                                               created_at=time.time()))
+        self._waiting[chat_id] = self._waiting.get(chat_id, 0) + 1
+        self.notify()
+
+    def _rows(self, chat_id: int) -> list[Any]:
+        engine, table = self._bound()
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.select(table.c.id, table.c.method, table.c.params)
+                .where(table.c.bot_id == self.bot_id, table.c.chat_id == chat_id)
+                .order_by(table.c.id)).all()
+
+    def _remove(self, chat_id: int, row_id: int) -> None:
+        engine, table = self._bound()
+        with engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.id == row_id))
+        left = self._waiting.get(chat_id, 1) - 1
+        if left > 0:
+            self._waiting[chat_id] = left
+        else:
+            self._waiting.pop(chat_id, None)
+
+    # -- order and timing ------------------------------------------------------
+
+    def lock(self, chat_id: int) -> asyncio.Lock:
+        """The lock that keeps one chat's sends in order (held while sending to it)."""
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[chat_id] = lock
+        return lock
+
+    def notify(self) -> None:
+        """Something waits: flush soon, but not before the current back-off is over."""
+        if self._next_try is None:
+            self._next_try = time.monotonic()
+        if self._event is not None:
+            self._event.set()
+
+    def wake(self) -> None:
+        """Telegram answers again: flush now, back-off reset."""
+        if not self._waiting:
+            return
+        self._delay = self.base_delay
+        self._next_try = time.monotonic()
+        if self._event is not None:
+            self._event.set()
+
+    async def run(self, send: SendQueued) -> None:
+        """Flush whenever something waits and is due (the background task; never returns)."""
+        self._event = asyncio.Event()
+        while True:
+            now = time.monotonic()
+            if self._next_try is None or self._next_try > now:
+                timeout = None if self._next_try is None else self._next_try - now
+                try:
+                    await asyncio.wait_for(self._event.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+                self._event.clear()
+                continue
+            self._next_try = None
+            try:
+                retry_in = await self.flush(send)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. the database is down: try again later
+                logger.exception("Telegram outbox flush failed")
+                retry_in = self._backoff()
+            if retry_in is not None:
+                self._next_try = time.monotonic() + retry_in
+
+    def _backoff(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self.max_delay)
+        return delay
+
+    async def flush(self, send: SendQueued) -> float | None:
+        """Send what waits, chat by chat, in order.
+
+        Returns:
+            ``None`` when nothing is left, else seconds to wait before trying again.
+        """
+        for chat_id in list(self._waiting):
+            async with self.lock(chat_id):
+                while True:
+                    rows = self._rows(chat_id)
+                    if not rows:
+                        self._waiting.pop(chat_id, None)
+                        break
+                    retry_in = await self._flush_chat(chat_id, rows, send)
+                    if retry_in is not None:
+                        return retry_in
+        self._delay = self.base_delay
+        return None
+
+    async def _flush_chat(self, chat_id: int, rows: list[Any], send: SendQueued
+                          ) -> float | None:
+        for row_id, method, raw in rows:
+            what = f"queued {method} to chat {redact(sender_id_of(chat_id))}"
+            try:
+                await send(chat_id, method, decode_params(raw))
+            except RetryAfter as exc:
+                logger.warning("%s: Telegram asks to wait %.0f s", what,
+                               retry_after_seconds(exc))
+                return max(retry_after_seconds(exc), self.base_delay)
+            except (TelegramError, TelegramDeliveryError) as exc:
+                if is_transient(exc) or isinstance(exc, InvalidToken):
+                    delay = self._backoff()
+                    logger.warning("%s failed (%s); next try in %.0f s", what,
+                                   type(exc).__name__, delay)
+                    return delay
+                logger.error("%s refused by Telegram (%s); dropped", what,
+                             type(exc).__name__)
+            except (ValueError, TypeError) as exc:
+                logger.error("%s cannot be sent (%s); dropped", what, type(exc).__name__)
+            else:
+                logger.info("%s delivered", what)
+            self._remove(chat_id, row_id)
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -476,6 +800,8 @@ class TelegramOutput(OutputChannel):
             delivered (for pushes from outside a turn, so that the caller can
             keep the message); otherwise log the failure and go on, so that one
             lost message does not abort the turn.
+        outbox: Where a message goes when Telegram cannot be reached (it is sent
+            later, in order); without one, such a message fails like any other.
     """
 
     @classmethod
@@ -483,11 +809,13 @@ class TelegramOutput(OutputChannel):
         return CHANNEL
 
     def __init__(self, bot: Bot, callbacks: CallbackRegistry | None = None,
-                 config: TelegramConfig | None = None, raise_errors: bool = False) -> None:
+                 config: TelegramConfig | None = None, raise_errors: bool = False,
+                 outbox: TelegramOutbox | None = None) -> None:
         self.bot = bot
         self.callbacks = callbacks if callbacks is not None else CallbackRegistry()
         self.config = config or TelegramConfig()
         self.raise_errors = raise_errors
+        self.outbox = outbox
 
     def _failed(self, what: str, exc: BaseException) -> None:
         """Log a message that could not be delivered; raise if this channel pushes."""
@@ -495,22 +823,79 @@ class TelegramOutput(OutputChannel):
         if self.raise_errors:
             raise TelegramDeliveryError(f"{what} failed") from exc
 
-    async def _send(self, method: str, recipient_id: str, **params: Any) -> Any:
-        """Call ``bot.<method>(chat_id=..., **params)`` with retries; log or raise on failure."""
+    async def call(self, chat_id: int, method: str, params: dict[str, Any],
+                   attempts: int | None = None) -> Any:
+        """``bot.<method>(chat_id=..., **params)`` with retries, following a chat migration.
+
+        Raises:
+            TelegramError: The call failed (after retries where they make sense).
+            TelegramDeliveryError: The chat migrated twice.
+        """
+        what = f"{method} to chat {redact(sender_id_of(chat_id))}"
+        for _ in range(2):  # a group that became a supergroup has a new chat id
+            try:
+                return await with_retries(
+                    lambda chat=chat_id: getattr(self.bot, method)(chat_id=chat, **params),
+                    what, attempts or self.config.max_attempts, self.config.max_retry_after)
+            except ChatMigrated as exc:
+                chat_id = exc.new_chat_id
+        raise TelegramDeliveryError(f"{what}: chat migrated twice")
+
+    async def send_queued(self, chat_id: int, method: str, params: dict[str, Any]) -> Any:
+        """One try of a call from the outbox (the outbox waits between tries)."""
+        return await self.call(chat_id, method, params, attempts=1)
+
+    async def _send(self, method: str, recipient_id: str, raise_bad_request: bool = False,
+                    **params: Any) -> Any:
+        """Call ``bot.<method>(chat_id=..., **params)``, or queue it in the outbox.
+
+        The call goes out at once unless earlier messages to the chat wait in the
+        outbox; when Telegram cannot be reached it is queued (see
+        :class:`TelegramOutbox`). Other failures are logged, or raised
+        (``raise_errors``); with ``raise_bad_request``, ``BadRequest`` is raised.
+
+        Returns:
+            Telegram's answer, or ``None`` when the call failed or was queued.
+        """
         what = f"{method} to chat {redact(recipient_id)}"
         try:
             chat_id = chat_id_of(recipient_id)
-            for _ in range(2):  # a group that became a supergroup has a new chat id
-                try:
-                    return await with_retries(
-                        lambda chat=chat_id: getattr(self.bot, method)(chat_id=chat, **params),
-                        what, self.config.max_attempts, self.config.max_retry_after)
-                except ChatMigrated as exc:
-                    chat_id = exc.new_chat_id
-            raise TelegramDeliveryError(f"{what}: chat migrated twice")
-        except (TelegramError, TelegramDeliveryError, ValueError, TypeError) as exc:
+        except ValueError as exc:
             self._failed(what, exc)
             return None
+        if self.outbox is None:
+            try:
+                return await self.call(chat_id, method, params)
+            except BadRequest as exc:
+                if raise_bad_request:
+                    raise
+                self._failed(what, exc)
+            except (TelegramError, TelegramDeliveryError, TypeError) as exc:
+                self._failed(what, exc)
+            return None
+        async with self.outbox.lock(chat_id):
+            if not self.outbox.waiting(chat_id):
+                try:
+                    result = await self.call(chat_id, method, params)
+                    self.outbox.wake()  # Telegram answers: what waits for others can go
+                    return result
+                except BadRequest as exc:
+                    if raise_bad_request:
+                        raise
+                    self._failed(what, exc)
+                    return None
+                except (TelegramError, TelegramDeliveryError, TypeError) as exc:
+                    if not (is_transient(exc) or isinstance(exc, InvalidToken)):
+                        self._failed(what, exc)
+                        return None
+                    logger.warning("%s failed (%s); kept in the outbox", what,
+                                   type(exc).__name__)
+            try:
+                self.outbox.put(chat_id, method, params)
+            except Exception as exc:  # noqa: BLE001 - no outbox: the message fails
+                logger.exception("%s could not be kept in the outbox", what)
+                self._failed(what, exc)
+        return None
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         """Send ``text``, split into as many messages as it needs."""
@@ -542,17 +927,11 @@ class TelegramOutput(OutputChannel):
                           url: str) -> None:
         what = f"{method} to chat {redact(recipient_id)}"
         if is_public_url(url):
-            try:
-                chat_id = chat_id_of(recipient_id)
-                await with_retries(
-                    lambda: getattr(self.bot, method)(chat_id=chat_id, **{field: url}),
-                    what, self.config.max_attempts, self.config.max_retry_after)
+            try:  # queued when Telegram is unreachable, like any message
+                await self._send(method, recipient_id, raise_bad_request=True, **{field: url})
                 return
             except BadRequest:  # Telegram could not fetch it: upload it ourselves
                 logger.info("%s: Telegram could not fetch the URL; uploading", what)
-            except (TelegramError, ValueError) as exc:
-                self._failed(what, exc)
-                return
         try:
             data = await download(url)
         except (httpx.HTTPError, ValueError) as exc:
@@ -645,6 +1024,9 @@ class TelegramInput(InputChannel):
         self._offset: int | None = None
         self._confirmed: int | None = None
         self._stopping = False
+        self.outbox = TelegramOutbox(self.config.token.split(":", 1)[0],
+                                     max_delay=self.config.outbox_max_delay)
+        self._flusher: asyncio.Task[None] | None = None
         if self.config.mode == "off":
             logger.info("Telegram channel off: no TELEGRAM_TOKEN")
         else:
@@ -662,20 +1044,24 @@ class TelegramInput(InputChannel):
     def output(self) -> TelegramOutput:
         """The output channel for the bot's replies inside a turn (logs failures)."""
         if self._output is None:
-            self._output = TelegramOutput(self.bot, self.callbacks, self.config)
+            self._output = TelegramOutput(self.bot, self.callbacks, self.config,
+                                          outbox=self.outbox)
         return self._output
 
     def get_output_channel(self) -> OutputChannel | None:
         """An output channel for pushes (an agent's reply), or ``None`` when off.
 
-        It raises ``TelegramDeliveryError`` when a message cannot be delivered,
-        so that the caller (``bot.channels.deliver``) keeps it in the outbox.
+        While Telegram cannot be reached, a message is kept in the channel's
+        outbox and sent when Telegram is back. When Telegram refuses it (the
+        customer blocked the bot) or the outbox cannot keep it, it raises
+        ``TelegramDeliveryError``, so that the caller (``bot.channels.deliver``)
+        keeps it in the conversation's own outbox.
         """
         if self.config.mode == "off":
             return None
         if self._push is None:
             self._push = TelegramOutput(self.bot, self.callbacks, self.config,
-                                        raise_errors=True)
+                                        raise_errors=True, outbox=self.outbox)
         return self._push
 
     # -- Sanic ---------------------------------------------------------------
@@ -716,7 +1102,14 @@ class TelegramInput(InputChannel):
             self._on_new_message = on_new_message
         self._stopping = False
         self._slots = asyncio.Semaphore(self.config.max_concurrency)
-        self._runner = asyncio.get_running_loop().create_task(self._run())
+        try:  # the tracker store's database when it is SQL, else memory
+            self.outbox.bind(tracker_store_engine(app))
+        except Exception:  # noqa: BLE001 - still answer, with an outbox in memory
+            logger.exception("Telegram outbox table unavailable; keeping it in memory")
+            self.outbox.bind(None)
+        loop = asyncio.get_running_loop()
+        self._runner = loop.create_task(self._run())
+        self._flusher = loop.create_task(self.outbox.run(self.output().send_queued))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop polling, let messages in progress finish, confirm the last update."""
@@ -725,6 +1118,10 @@ class TelegramInput(InputChannel):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
+        if self._flusher is not None:  # what waits stays in the table for the next start
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
@@ -801,6 +1198,8 @@ class TelegramInput(InputChannel):
                     offset=self._offset, timeout=self.config.poll_timeout,
                     allowed_updates=ALLOWED_UPDATES)
                 self._confirmed = self._offset
+                if delay > 1.0:  # Telegram is back: send what waits now
+                    self.outbox.wake()
                 delay = 1.0
             except RetryAfter as exc:
                 await asyncio.sleep(float(exc.retry_after))

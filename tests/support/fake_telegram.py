@@ -7,7 +7,10 @@ It speaks enough of the Bot API's JSON for python-telegram-bot: ``getMe``,
 ``getWebhookInfo``, ``sendChatAction`` and ``editMessageReplyMarkup``. It records
 every call, lets a test inject updates (a text message, or a button press on a
 message the bot sent), answers the next call of a method with an error such as
-429 with ``retry_after``, and serves test files (``/files/<name>``).
+429 with ``retry_after``, serves test files (``/files/<name>``), and fails like
+Telegram does: an outage of some methods (every call answered 502, say) with
+``outage()``, or no server at all (connection refused) between ``down()`` and
+``up()``.
 
 Runs in a thread, so a test in either environment can use it::
 
@@ -23,6 +26,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,6 +83,9 @@ class FakeTelegram:
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
+        self._outage: tuple[int, bool, frozenset[str]] | None = None
+        self._connections: set[Any] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -87,6 +94,16 @@ class FakeTelegram:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._cond:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._cond:
+                    fake._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
@@ -97,7 +114,8 @@ class FakeTelegram:
             def do_POST(self) -> None:
                 fake._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
@@ -112,6 +130,29 @@ class FakeTelegram:
                 self._cond.notify_all()  # long polls return
             server.shutdown()
             server.server_close()
+            with self._cond:
+                connections = list(self._connections)
+            for conn in connections:  # keep-alive connections die with the server
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def down(self) -> None:
+        """Telegram is unreachable: connections are refused until ``up()``."""
+        self.stop()
+
+    def up(self) -> None:
+        """Telegram is back, on the same port, with everything it had."""
+        if self._server is None:
+            self.start()
+
+    def outage(self, status: int | None = 502, html: bool = False,
+               keep: tuple[str, ...] = ("getUpdates",)) -> None:
+        """Answer every call with ``status`` (an HTML page with ``html``), except the
+        methods in ``keep``; ``outage(None)`` ends it. Failed calls are recorded."""
+        with self._cond:
+            self._outage = None if status is None else (status, html, frozenset(keep))
 
     def __enter__(self) -> FakeTelegram:
         return self.start()
@@ -121,8 +162,8 @@ class FakeTelegram:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "not started"
-        return self._server.server_address[1]
+        assert self._port, "not started"
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -245,6 +286,15 @@ class FakeTelegram:
         with self._cond:
             failures = self._failures.get(method)
             failure = failures.pop(0) if failures else None
+            outage = self._outage
+        if outage is not None and method not in outage[2]:
+            call.status = outage[0]
+            self._record(call)
+            if outage[1]:  # a proxy's error page, not Telegram's JSON
+                return self._reply(req, outage[0], b"<html><body><h1>502 Bad Gateway</h1>"
+                                   b"</body></html>", "text/html")
+            return self._reply_json(req, outage[0], {"ok": False, "error_code": outage[0],
+                                                     "description": "Bad Gateway"})
         if failure is not None:
             call.status = failure[0]
             self._record(call)
@@ -342,8 +392,10 @@ class FakeTelegram:
                 self._queue = [(seq, u) for seq, u in self._queue
                                if not (u["update_id"] < offset and seq in self._delivered)]
             while True:
+                if self._server is None:  # going down: hand out nothing
+                    return []
                 ready = self._queue[:limit]
-                if ready or self._server is None:
+                if ready:
                     self._delivered |= {seq for seq, _ in ready}
                     return [json.loads(json.dumps(u)) for _, u in ready]
                 left = deadline - time.monotonic()
