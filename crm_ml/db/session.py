@@ -5,23 +5,38 @@ first use, never at import time. Callers own one short transaction each::
 
     with session_scope() as s:
         n = queries.count_customers(session=s)
+
+A SQLite file is created (empty) with its engine if it is missing; after that
+its connections open it read-write without creating it, and a pooled
+connection whose file is no longer the one at the path (moved away or
+deleted) is dropped at checkout. So a CRM file that vanishes makes the CRM
+unavailable (a polite answer) instead of the process carrying on in a deleted
+file, or in a new empty one created next to the old file's write-ahead log,
+and the file is used again from the first transaction after it is back.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from crm_ml.config import get_settings
 from crm_ml.errors import CRMUnavailable
 
 logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5
+"""How long a new PostgreSQL connection may take (unless the URL says otherwise)."""
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
@@ -38,15 +53,53 @@ def get_engine(url: str | None = None) -> Engine:
     """Return the pooled engine for ``url`` (default: the configured CRM)."""
     url = url or get_settings().database_url
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            from pathlib import Path
+        return _sqlite_engine(make_url(url))
+    parsed = make_url(url)
+    connect_args: dict[str, object] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # libpq waits for a server that accepts but never answers for minutes, and
+        # every action waiting on it holds one of the action server's few threads.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(parsed, pool_size=5, max_overflow=10, pool_pre_ping=True,
+                         connect_args=connect_args)
 
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+FileId = tuple[int, int] | None
+
+
+def _file_id(path: Path) -> FileId:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:") \
+            or "uri" in url.query:
         engine = create_engine(url, connect_args={"timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        return engine
+    path = Path(database).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        sqlite3.connect(path).close()  # a new, empty database: the only time one is made
+    read_write = url.set(database=f"file:{quote(str(path))}",
+                         query={**url.query, "mode": "rw", "uri": "true"})
+    engine = create_engine(read_write, connect_args={"timeout": 5})
+    event.listen(engine, "connect", _sqlite_pragmas)
+
+    @event.listens_for(engine, "connect")
+    def remember_file(_dbapi_conn: object, record: ConnectionPoolEntry) -> None:
+        record.info["file"] = _file_id(path)
+
+    @event.listens_for(engine, "checkout")
+    def same_file(_dbapi_conn: object, record: ConnectionPoolEntry, _proxy: object) -> None:
+        if record.info.get("file") != _file_id(path):
+            raise DisconnectionError("the SQLite file was moved or deleted")
+
     return engine
 
 

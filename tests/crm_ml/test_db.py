@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from crm_ml.db import migrate
-from crm_ml.db.models import Base
+from crm_ml.db.models import Base, Customer
 from crm_ml.db.session import get_engine, session_scope
 from crm_ml.errors import CRMUnavailable
 
@@ -49,3 +49,52 @@ def test_unreachable_database_becomes_crm_unavailable() -> None:
     url = "postgresql+psycopg://nobody@127.0.0.1:9/nothing?connect_timeout=1"
     with pytest.raises(CRMUnavailable), session_scope(url) as s:
         s.execute(Base.metadata.tables["customers"].select())
+
+
+def _customers(url: str) -> list[str]:
+    with session_scope(url) as s:
+        return list(s.scalars(select(Customer.name).order_by(Customer.id)))
+
+
+def test_a_moved_sqlite_file_is_unavailable_until_it_is_back(tmp_path) -> None:
+    """A running process notices at its next transaction; it never makes a new empty CRM."""
+    path = tmp_path / "crm.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    with session_scope(url) as s:
+        s.add(Customer(id=1, name="Ada", email="ada@example.com", country="UK",
+                       anonymized=False))
+    assert _customers(url) == ["Ada"]  # the pool now holds a connection to the file
+    away = tmp_path / "away.db"
+    path.rename(away)
+    for _ in range(2):
+        with pytest.raises(CRMUnavailable), session_scope(url) as s:
+            s.execute(select(Customer.id))
+    assert not path.exists()
+    away.rename(path)
+    assert _customers(url) == ["Ada"]
+    get_engine(url).dispose()
+
+
+def test_a_new_sqlite_engine_creates_its_file(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'new.db'}"
+    with get_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert (tmp_path / "sub" / "new.db").is_file()
+    get_engine(url).dispose()
+
+
+def test_a_postgresql_server_that_never_answers_is_unavailable_within_seconds() -> None:
+    """Without a connect timeout libpq waits about two minutes per attempt."""
+    import socket
+    import time
+
+    with socket.socket() as server:  # accepts connections (the backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"postgresql+psycopg://nobody@127.0.0.1:{server.getsockname()[1]}/crm"
+        started = time.monotonic()
+        with pytest.raises(CRMUnavailable), session_scope(url) as s:
+            s.execute(select(Customer.id))
+        assert time.monotonic() - started < 15
+        get_engine(url).dispose()
