@@ -451,10 +451,12 @@ async def single_process(plan: Plan, procs: Processes, models: dict[str, Path],
         for bot in BOTS:
             wd = procs.workdir / f"{bot}-{variant}"
             wd.mkdir(exist_ok=True)
+            # The baseline runs Rasa's own REST channel and SQL tracker store; both
+            # keep the CRM event broker (every message in interactions is a feature).
             endpoints = endpoints_yaml(f"{actions[bot].url}/webhook", tracker=tracker,
-                                       workdir=wd, broker=broker)
+                                       workdir=wd, broker=broker, stock_store=bot == "stock")
             servers[variant][bot] = procs.rasa(f"rasa-{bot}-{variant}", models[bot], endpoints,
-                                               wait=False)
+                                               wait=False, stock_channels=bot == "stock")
     say("starting " + ", ".join(s.name for v in servers.values() for s in v.values()))
     started = time.perf_counter()
     for v in servers.values():

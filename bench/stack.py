@@ -74,7 +74,8 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def endpoints_yaml(actions_url: str, *, tracker: str, workdir: Path, broker: bool = True,
-                   postgres_db: str = "", redis_prefix: str = "") -> str:
+                   postgres_db: str = "", redis_prefix: str = "", stock_store: bool = False
+                   ) -> str:
     """An ``endpoints.yml`` for one Rasa process.
 
     Args:
@@ -84,13 +85,15 @@ def endpoints_yaml(actions_url: str, *, tracker: str, workdir: Path, broker: boo
             with a Redis lock store on 127.0.0.1:6379 under ``redis_prefix``).
         workdir: Where the SQLite tracker file goes.
         broker: Whether the CRM event broker stores every message (production: yes).
+        stock_store: Rasa's own ``SQLTrackerStore`` instead of ours (the baseline's).
     """
     out = [f'action_endpoint:\n  url: "{actions_url}"']
+    store = "SQL" if stock_store else "bot.tracker_store.CRMTrackerStore"
     if tracker == "sqlite":
-        out.append(f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n'
+        out.append(f'tracker_store:\n  type: {store}\n  dialect: "sqlite"\n'
                    f'  db: "{workdir / "tracker.db"}"')
     elif tracker == "postgres":
-        out.append(f'tracker_store:\n  type: SQL\n  dialect: "postgresql"\n'
+        out.append(f'tracker_store:\n  type: {store}\n  dialect: "postgresql"\n'
                    f'  url: "127.0.0.1"\n  port: 5432\n  username: "postgres"\n'
                    f'  db: "{postgres_db}"')
         out.append(f'lock_store:\n  type: "redis"\n  url: "127.0.0.1"\n  port: 6379\n'
@@ -141,14 +144,23 @@ class Processes:
         return server
 
     def rasa(self, name: str, model: Path, endpoints: str, wait: bool = True,
-             extra_env: dict[str, str] | None = None) -> Server:
-        """Start ``rasa run`` with ``model`` and the given endpoints file text."""
+             extra_env: dict[str, str] | None = None, stock_channels: bool = False
+             ) -> Server:
+        """Start ``rasa run`` with ``model`` and the given endpoints file text.
+
+        ``stock_channels``: Rasa's own REST channel instead of the project's
+        ``credentials.yml`` (the baseline runs stock parts where it can).
+        """
         port = free_port()
         path = self.workdir / f"{name}.endpoints.yml"
         path.write_text(endpoints)
+        credentials = ROOT / "credentials.yml"
+        if stock_channels:
+            credentials = self.workdir / f"{name}.credentials.yml"
+            credentials.write_text("rest:\n")
         proc, log = self._popen(name, [
             str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(path),
-            "--credentials", str(ROOT / "credentials.yml"), "--interface", "127.0.0.1",
+            "--credentials", str(credentials), "--interface", "127.0.0.1",
             "--port", str(port), "--enable-api"], extra_env)
         server = Server(name, f"http://127.0.0.1:{port}", proc, log)
         self.started.append(server)

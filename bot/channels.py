@@ -33,6 +33,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import speedups
 from crm_ml.config import get_settings
 from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
@@ -88,8 +89,10 @@ async def _with_tracker(app: Any, sender_id: Text,
     agent = app.ctx.agent
     async with agent.lock_store.lock(sender_id):
         tracker = await agent.processor.get_tracker(sender_id)
+        before = len(tracker.events)
         result = await change(tracker)
-        await agent.processor.save_tracker(tracker)
+        if len(tracker.events) != before:  # nothing to write otherwise
+            await agent.processor.save_tracker(tracker)
     return result
 
 
@@ -132,6 +135,7 @@ class CRMRestInput(RestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]
                   ) -> Blueprint:
+        speedups.install()
         hook = Blueprint("crm_rest_webhook", __name__)
 
         @hook.route("/", methods=["GET"])

@@ -55,3 +55,38 @@ def test_contract_intents_and_fallback(parsed):
     assert by_text["who are my hottest leads"] == "ask_hot_leads"
     assert by_text["I want to speak to a human"] == "contact_human_agent"
     assert by_text["what's the capital of peru"] == "nlu_fallback"
+
+
+def test_fast_feature_rows_equal_rasas(monkeypatch):
+    """bot.nlu.LinearIntentClassifier builds the same input matrix as Rasa's own code
+    and gives the same probabilities as scikit-learn's predict_proba."""
+    import numpy as np
+    from rasa.core.agent import Agent
+    from rasa.nlu.classifiers.logistic_regression_classifier import (
+        LogisticRegressionClassifier,
+    )
+
+    from bot.nlu import LinearIntentClassifier
+
+    compared = []
+    fast = LinearIntentClassifier._create_X
+
+    def both(self, messages):
+        ours = fast(self, messages)
+        rasas = LogisticRegressionClassifier._create_X(self, messages)
+        assert ours.shape == rasas.shape
+        assert (ours != rasas).nnz == 0
+        assert np.allclose(self._predict_proba(ours), self.clf.predict_proba(rasas),
+                           rtol=1e-9, atol=1e-12)
+        compared.append(ours.shape)
+        return ours
+
+    monkeypatch.setattr(LinearIntentClassifier, "_create_X", both)
+    agent = Agent.load(str(MODEL))
+
+    async def parse_all():
+        return [await agent.parse_message(text) for text in MESSAGES if text.strip()]
+
+    asyncio.run(parse_all())
+    assert len(compared) == len([t for t in MESSAGES if t.strip()])
+    assert all(rows == 1 and width > 1000 for rows, width in compared)

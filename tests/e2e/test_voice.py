@@ -26,7 +26,7 @@ from crm_ml.db import migrate
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from tests.support.retail import retail_frame
-from tests.support.servers import API_TOKEN, Stack, assistant
+from tests.support.servers import API_TOKEN, Stack, assistant, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -123,9 +123,13 @@ def test_a_call_is_greeted_and_answered_from_the_crm(stack: Stack) -> None:
                       params={"token": API_TOKEN}).json()
     assert state["latest_input_channel"] == "twilio_voice"
     assert CALLER not in json.dumps(state)  # the caller's number is kept nowhere
-    with get_engine(f"sqlite:///{stack.workdir / 'crm.db'}").connect() as conn:
-        rows = conn.execute(select(m.Interaction.channel, m.Interaction.direction)
-                            .where(m.Interaction.sender_id == f"voice:{sid}")).all()
+    def stored() -> list:
+        with get_engine(f"sqlite:///{stack.workdir / 'crm.db'}").connect() as conn:
+            rows = conn.execute(select(m.Interaction.channel, m.Interaction.direction)
+                                .where(m.Interaction.sender_id == f"voice:{sid}")).all()
+        return rows if {r.direction for r in rows} == {"in", "out"} else []
+
+    rows = eventually(stored)  # the event broker writes from a queue
     assert {r.channel for r in rows} == {"voice"}
     assert {r.direction for r in rows} == {"in", "out"}
 
@@ -168,11 +172,13 @@ def test_an_escalation_by_phone_becomes_a_ticket(stack: Stack) -> None:
                    headers={"X-CRM-Signature": sig, "Content-Type": "application/json"},
                    timeout=30)
     assert r.json() == {"status": "queued"}
-    with crm.connect() as conn:
-        kinds = conn.execute(select(m.Interaction.kind).where(
-            m.Interaction.sender_id == sender, m.Interaction.direction == "out",
-            m.Interaction.text == "We'll call you back at 3 pm."))
-        assert list(kinds.scalars()) == ["agent"]
+    def kinds() -> list:
+        with crm.connect() as conn:
+            return list(conn.execute(select(m.Interaction.kind).where(
+                m.Interaction.sender_id == sender, m.Interaction.direction == "out",
+                m.Interaction.text == "We'll call you back at 3 pm.")).scalars())
+
+    assert eventually(kinds) == ["agent"]  # the event broker writes from a queue
 
 
 def test_bad_requests_are_refused(stack: Stack) -> None:

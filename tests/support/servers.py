@@ -23,6 +23,20 @@ RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
 API_TOKEN = "e2e-rasa-api-token"
 
 
+def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: ANN001, ANN201
+    """Call ``check`` until it returns something truthy or ``timeout`` passes; its last result.
+
+    The CRM event broker writes interactions from a queue, a few tens of
+    milliseconds after the reply: readers of that table wait with this.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -115,7 +129,8 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     endpoints = workdir / "endpoints.yml"
     endpoints.write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
-        f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{workdir / "tracker.db"}"\n'
+        f'tracker_store:\n  type: bot.tracker_store.CRMTrackerStore\n  dialect: "sqlite"\n'
+        f'  db: "{workdir / "tracker.db"}"\n'
         f'event_broker:\n  type: bot.broker.CRMEventBroker\n'
     )
     actions_log, rasa_log = workdir / "actions.log", workdir / "rasa.log"

@@ -52,7 +52,7 @@ import httpx
 import pytest
 
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, eventually
 from tests.trust.stack import seed_crm, signed, sqlite_rows
 
 pytestmark = pytest.mark.e2e
@@ -985,6 +985,10 @@ def test_after_the_fuzz_everything_answers_and_nothing_changed(env: Env) -> None
         "fuzz:after-rep", "who are my hottest leads", metadata=signed("rep:2", SECRET)))
     assert "Lead 10," in lead_answer
 
+    # The event broker writes from a queue, in order: once the last message is in,
+    # everything the fuzz sent before it is too.
+    eventually(lambda: sqlite_rows(stack.workdir / "crm.db", "SELECT COUNT(*) FROM interactions "
+                                   "WHERE sender_id = 'fuzz:after-rep'") >= [(2,)])
     after = snapshot(stack.workdir)
     changed = [name for name in SNAPSHOT_SQL if after[name] != env.before[name]]
     assert not changed, {name: (env.before[name][:3], after[name][:3]) for name in changed}
@@ -1026,8 +1030,10 @@ def test_a_non_ascii_signature_is_just_anonymous(env: Env) -> None:
     forged = {"auth": {"user": "rep:2", "sig": "\u00e9" * 64}}
     replies = stack.say("fuzz:non-ascii-sig", "who are my hottest leads", metadata=forged)
     said = " ".join(r.get("text", "") for r in replies)
-    stored = sqlite_rows(stack.workdir / "crm.db", "SELECT COUNT(*) FROM interactions WHERE "
-                         "sender_id = 'fuzz:non-ascii-sig' AND direction = 'in'")
+    count = ("SELECT COUNT(*) FROM interactions WHERE sender_id = 'fuzz:non-ascii-sig' "
+             "AND direction = 'in'")
+    eventually(lambda: sqlite_rows(stack.workdir / "crm.db", count) == [(1,)])
+    stored = sqlite_rows(stack.workdir / "crm.db", count)
     r = httpx.get(f"{stack.console_url}/api/escalations", timeout=30,
                   headers={"X-CRM-User": "agent:1", "X-CRM-Sig": "\u00e9".encode()})
     assert "went wrong" not in said and "Lead " not in said

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, eventually
 from tests.trust.stack import LATEST_ORDER, owner_of, seed_crm, signed, sqlite_rows
 
 pytestmark = pytest.mark.e2e
@@ -162,7 +162,11 @@ def test_100_conversations_of_20_turns(stack: Stack) -> None:
                 problems.append(f"{c.sender} (manager): {said[:120]!r}")
     assert not problems, "\n".join(problems[:20])
 
-    # 3. Every user message stored exactly once, in order, in both stores.
+    # 3. Every user message stored exactly once, in order, in both stores (the CRM
+    # event broker writes from a queue: wait until it has written what it owes).
+    eventually(lambda: sqlite_rows(
+        stack.workdir / "crm.db", "SELECT COUNT(*) FROM interactions WHERE direction = 'in' "
+        "AND sender_id LIKE 'load:%'") >= [(sent,)], timeout=30)
     tracker_rows = sqlite_rows(
         stack.workdir / "tracker.db",
         "SELECT sender_id, data FROM events WHERE type_name = 'user' AND sender_id LIKE "

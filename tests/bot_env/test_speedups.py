@@ -1,0 +1,86 @@
+"""bot.speedups: the sequential graph runner and the cached validator change nothing
+but speed (bot env, the trained model)."""
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "rasa" / "crm.tar.gz"
+pytestmark = pytest.mark.skipif(not MODEL.is_file(),
+                                reason="no trained Rasa model: run `make train`")
+
+TURNS = ["hi", "what delivery options do you have", "how do i pay",
+         "this is useless, nothing works", "thanks, bye", "", "what's the capital of peru"]
+
+
+def _runner(cls):
+    from rasa.engine import loader
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+
+    tmp = tempfile.mkdtemp()
+    _, runner = loader.load_predict_graph_runner(Path(tmp), MODEL, LocalModelStorage, cls)
+    return runner
+
+
+def _conversation(runner):
+    """A conversation on an in-memory tracker store; what the bot did and said."""
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+    agent = Agent.load(str(MODEL))
+    agent.processor.graph_runner = runner
+
+    async def talk():
+        out = []
+        for text in TURNS:
+            channel = CollectingOutputChannel()
+            await agent.handle_message(UserMessage(text, channel, "speedups-test"))
+            out.append([m.get("text") for m in channel.messages])
+        tracker = await agent.tracker_store.retrieve("speedups-test")
+        events = [(e.type_name, getattr(e, "action_name", None) or getattr(e, "intent", {})
+                   .get("name")) for e in tracker.events]
+        return out, events
+
+    return asyncio.run(talk())
+
+
+def test_sequential_runner_gives_what_dask_gives():
+    from rasa.engine.runner.dask import DaskGraphRunner
+
+    from bot.speedups import SequentialGraphRunner
+
+    dask_replies, dask_events = _conversation(_runner(DaskGraphRunner))
+    ours_replies, ours_events = _conversation(_runner(SequentialGraphRunner))
+    assert ours_replies == dask_replies
+    assert ours_events == dask_events
+    assert any(kind == "action" and name == "utter_greet" for kind, name in ours_events)
+
+
+def test_sequential_runner_reports_a_clashing_input():
+    from rasa.engine.exceptions import GraphRunError
+
+    from bot.speedups import SequentialGraphRunner
+
+    runner = _runner(SequentialGraphRunner)
+    node = next(iter(runner._graph_schema.nodes))
+    with pytest.raises(GraphRunError):
+        runner.run(inputs={"__message__": node})
+
+
+def test_cached_validator_accepts_and_rejects_like_rasa():
+    from jsonschema import ValidationError
+    from rasa.core.actions.action import RemoteAction
+
+    from bot import speedups
+
+    speedups.install()
+    action = RemoteAction("action_x", None)
+    good = {"events": [{"event": "slot", "name": "a", "value": 1}],
+            "responses": [{"text": "hi"}]}
+    assert action._validate_action_result(good) is True
+    for bad in ({"events": [{"event": "no_such_event"}]}, {"responses": "hi"},
+                {"events": "slot"}):
+        with pytest.raises(ValidationError, match="Failed to validate Action server"):
+            action._validate_action_result(bad)
