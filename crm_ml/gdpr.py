@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
-from crm_ml.errors import NotFound
+from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.handoff import audit
 from crm_ml.identity import Identity
 
@@ -246,22 +246,36 @@ def redact_event(data: dict[str, Any]) -> dict[str, Any]:
 
 def _erase_tracker_events(url: str | None, senders: set[str],
                           live_sender: str | None = None) -> int:
-    """Delete the events of ``senders`` except the live one's, which are redacted."""
+    """Delete the events of ``senders`` except the live one's, which are redacted.
+
+    Raises:
+        CRMUnavailable: the live conversation has no events in this tracker store:
+            it is not the store Rasa uses (``CRM_TRACKER_DB_URL``), and saying
+            "erased" would be untrue.
+    """
     engine = _tracker_engine(url)
     if engine is None or not senders:
         return 0
     try:
         if "events" not in inspect(engine).get_table_names():
+            if live_sender:
+                raise CRMUnavailable(_NOT_RASAS_STORE)
             return 0
         gone = sorted(senders - {live_sender})
         with engine.begin() as conn:
-            n = conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
-                             .bindparams(_expanding("ids")), {"ids": gone}).rowcount if gone else 0
-            if live_sender:
-                n += _redact_rows(conn, live_sender)
+            n = _redact_rows(conn, live_sender) if live_sender else 0
+            if live_sender and not n:
+                raise CRMUnavailable(_NOT_RASAS_STORE)
+            if gone:
+                n += conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
+                                  .bindparams(_expanding("ids")), {"ids": gone}).rowcount
         return n
     finally:
         engine.dispose()
+
+
+_NOT_RASAS_STORE = ("the tracker store holds nothing of the conversation asking for erasure: "
+                    "is CRM_TRACKER_DB_URL the store in endpoints.yml?")
 
 
 def _redact_rows(conn: Any, sender_id: str) -> int:

@@ -13,7 +13,7 @@ from crm_ml import gdpr
 from crm_ml.authz import Forbidden
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
-from crm_ml.errors import NotFound
+from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.identity import ANONYMOUS, Identity
 from crm_ml.pii import mask
 
@@ -183,6 +183,22 @@ def test_only_a_customer_erases_from_a_chat(live_chat, who: Identity) -> None:
         gdpr.erase_own_account(session=s, identity=who, sender_id=LIVE,
                                tracker_url=tracker_url)
     assert _dump(crm_url) + _dump(tracker_url) == before
+
+
+@pytest.mark.parametrize("store", ["empty", "other conversations only"])
+def test_erase_from_a_chat_refuses_a_tracker_store_that_is_not_rasas(live_chat, tmp_path,
+                                                                     store: str) -> None:
+    """Saying "erased" while the conversation sits in another store would be untrue."""
+    crm_url, tracker_url = live_chat
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    if store != "empty":
+        tracker_store(elsewhere, [("web:x", {"event": "user", "text": "hello from Ada",
+                                             "timestamp": 1.0})])
+    before = _dump(crm_url) + _dump(elsewhere)
+    with pytest.raises(CRMUnavailable, match="CRM_TRACKER_DB_URL"), session_scope() as s:
+        gdpr.erase_own_account(session=s, identity=Identity("customer", 12347),
+                               sender_id=LIVE, tracker_url=elsewhere)
+    assert _dump(crm_url) + _dump(elsewhere) == before
 
 
 def test_redacted_events_keep_what_rasa_needs_to_read_them() -> None:
