@@ -97,7 +97,7 @@ test-fast: install  ## Tests without the slow and end-to-end ones
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
 lint: install  ## Ruff over the code
-	$(APP)/bin/ruff check crm_ml actions bot tests
+	$(APP)/bin/ruff check crm_ml actions bot console bench scripts tests
 
 report: train-models $(OOS_NLU)  ## Held-out metrics of every model (reports/), NLU 5-fold CV
 	$(CRM) report

@@ -5,8 +5,6 @@ The rasa-sdk executor imports this package and registers every concrete
 personal data (e-mails, phone and card numbers) in the action server's logs.
 """
 
-from crm_ml.pii import install_log_masking
-
 from actions import (  # noqa: F401, E402
     account,
     analytics,
@@ -16,5 +14,6 @@ from actions import (  # noqa: F401, E402
     orders,
     support,
 )
+from crm_ml.pii import install_log_masking
 
 install_log_masking()

@@ -176,6 +176,18 @@ class CRMRestInput(RestInput):
 
     @staticmethod
     async def drain_outbox(app: Any, sender_id: Text) -> List[Dict[Text, Any]]:
+        # The tracker this process saved a moment ago for this sender, when the
+        # tracker store keeps it (bot.tracker_store): no outbox, nothing to do.
+        # (A message queued by another process is seen on the next turn, whose
+        # read checks the database.)
+        store = app.ctx.agent.tracker_store
+        store = getattr(store, "_tracker_store", store)  # FailSafeTrackerStore
+        peek = getattr(store, "peek", None)
+        if peek is not None:
+            kept = peek(sender_id)
+            if kept is not None and not kept.get_slot(OUTBOX_SLOT):
+                return []
+
         async def take(tracker: Any) -> List[Dict[Text, Any]]:
             items = list(tracker.get_slot(OUTBOX_SLOT) or [])
             if items:

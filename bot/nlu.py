@@ -120,7 +120,7 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
             predictions = self._model.predict(texts)
         else:
             predictions = [NEUTRAL] * len(texts)
-        for message, text, (label, confidence) in zip(messages, texts, predictions):
+        for message, text, (label, confidence) in zip(messages, texts, predictions, strict=True):
             entity = {
                 ENTITY_ATTRIBUTE_TYPE: SENTIMENT_ENTITY,
                 ENTITY_ATTRIBUTE_VALUE: label,
@@ -244,9 +244,9 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
     def _classify(self, messages: List[Message]) -> None:
         probas = self._predict_proba(self._create_X(messages))
         intents = self.clf.classes_
-        for message, row in zip(messages, probas):
+        for message, row in zip(messages, probas, strict=True):
             ranking = sorted(({"name": name, "confidence": float(p)}
-                              for name, p in zip(intents, row)),
+                              for name, p in zip(intents, row, strict=True)),
                              key=lambda e: -e["confidence"])
             message.set(INTENT, ranking[0], add_to_output=True)
             if self.config[RANKING_LENGTH] > 0:

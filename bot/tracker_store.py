@@ -72,7 +72,7 @@ class CRMTrackerStore(SQLTrackerStore):
         self._stamp_query = sa.select(sa.func.count(table.c.id), sa.func.max(table.c.id)
                                       ).where(table.c.sender_id == sa.bindparam("sender"))
         self._insert = table.insert()
-        self._kept: "OrderedDict[Text, _Kept]" = OrderedDict()
+        self._kept: OrderedDict[Text, _Kept] = OrderedDict()
 
     # ------------------------------------------------------------------ helpers
 
@@ -101,6 +101,17 @@ class CRMTrackerStore(SQLTrackerStore):
         if kept is not None and kept.tracker is tracker:
             return kept.stored_events
         return None
+
+    def peek(self, sender_id: Text) -> Optional[DialogueStateTracker]:
+        """The kept tracker of ``sender_id`` as this process last saved it, without a query.
+
+        For a look right after this process saved the conversation (the REST
+        channel's outbox check); None when nothing is kept or it has unsaved events.
+        """
+        kept = self._kept.get(sender_id)
+        if kept is None or len(kept.tracker.events) != kept.stored_events:
+            return None
+        return kept.tracker
 
     # ------------------------------------------------------------------ reading
 

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets-dir", help="folder holding clinc150_train_val.json.gz")
     ap.add_argument("--split", default="oos_train", choices=sorted(SPLIT_SIZES),
                     help="CLINC150 split to write (default oos_train; oos_val is for tests)")
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "generated" / "out_of_scope.yml")
+    ap.add_argument("--out", type=Path,
+                    default=REPO_ROOT / "data" / "generated" / "out_of_scope.yml")
     args = ap.parse_args(argv)
 
     splits = load_splits(datasets_dir(args.datasets_dir))

@@ -51,7 +51,8 @@ def crm(env, sqlite_url: str) -> str:
     return sqlite_url
 
 
-def _escalate(sender: str, now: dt.datetime, sentiment: str = "negative") -> handoff.EscalationOutcome:
+def _escalate(sender: str, now: dt.datetime,
+              sentiment: str = "negative") -> handoff.EscalationOutcome:
     with session_scope() as s:
         return handoff.open_escalation(
             session=s, sender_id=sender, channel="web", reason="very negative message",

@@ -1,7 +1,7 @@
 """initial CRM schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 22:12:00.140352
 """
 
