@@ -756,6 +756,7 @@ class TelegramOutbox:
 
     async def _flush_chat(self, chat_id: int, rows: list[Any], send: SendQueued
                           ) -> float | None:
+        """Send one chat's waiting calls, in order; seconds to wait if Telegram fails."""
         for row_id, method, raw in rows:
             what = f"queued {method} to chat {redact(sender_id_of(chat_id))}"
             try:
@@ -774,6 +775,8 @@ class TelegramOutbox:
                              type(exc).__name__)
             except (ValueError, TypeError) as exc:
                 logger.error("%s cannot be sent (%s); dropped", what, type(exc).__name__)
+            except Exception:  # noqa: BLE001 - never let one message block its chat
+                logger.exception("%s failed unexpectedly; dropped", what)
             else:
                 logger.info("%s delivered", what)
             self._remove(chat_id, row_id)
