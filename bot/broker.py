@@ -244,11 +244,11 @@ class CRMEventBroker(EventBroker):
             known = set()
             if wanted:
                 known = {cid for (cid,) in conn.execute(
-                    sa.text("SELECT id FROM customers WHERE id IN :ids").bindparams(
-                        sa.bindparam("ids", expanding=True)), {"ids": sorted(wanted)})}
+                    sa.text("SELECT id FROM customers WHERE id IN :ids AND NOT anonymized")
+                    .bindparams(sa.bindparam("ids", expanding=True)), {"ids": sorted(wanted)})}
             for row in rows:
                 if row["customer_id"] is not None and row["customer_id"] not in known:
-                    row["customer_id"] = None  # signed, but unknown to the CRM
+                    row["customer_id"] = None  # signed, but unknown to the CRM or erased
             if engine.dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
 

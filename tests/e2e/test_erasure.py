@@ -135,10 +135,6 @@ def test_a_verified_customer_erases_their_account_from_the_chat(stack: Stack) ->
         assert "Traceback" not in (stack.workdir / log).read_text(), log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/broker.py links a message signed as customer:<id> to that customer row even once "
-    "it is anonymized (it checks only that the id exists): the last turn of a signed-in "
-    "customer's erasure is linked to the erased customer"))
 def test_a_signed_in_customer_erases_their_account(stack: Stack) -> None:
     crm, sender, customer = stack.workdir / "crm.db", "web:erase-signed-2b9c", 12348
     user = f"customer:{customer}"
