@@ -13,10 +13,17 @@
   0.5 ms with one validator built once. Same schema, same ``ValidationError``
   and message on a bad response.
 
+* Each call to the action server opens a new HTTP connection
+  (``EndpointConfig.session`` makes a new ``aiohttp`` session, with its own
+  connection pool, per request). The sessions here share one pool per event
+  loop, so calls reuse kept-alive connections (idle ones are dropped after
+  :data:`KEEPALIVE_S`, before the action server's own 5 s keep-alive ends).
+
 Installed once by :func:`install`, which the REST channel and the tracker
 store call when Rasa creates them, before it loads the model; idempotent.
 """
 
+import asyncio
 import logging
 from typing import Any, Dict, List, Optional, Text, Tuple
 
@@ -27,6 +34,7 @@ from rasa.engine.runner.dask import DaskGraphRunner
 logger = logging.getLogger(__name__)
 
 _installed = False
+KEEPALIVE_S = 4.0
 
 
 class SequentialGraphRunner(DaskGraphRunner):
@@ -103,5 +111,35 @@ def install() -> None:
             raise e
 
     RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
+    _share_http_connections()
     _installed = True
     logger.debug("action-response validator cached")
+
+
+def _share_http_connections() -> None:
+    import aiohttp
+    from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
+
+    connectors: Dict[int, Any] = {}
+
+    def connector() -> Any:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside an event loop: a session of its own, as Rasa does
+            return None
+        shared = connectors.get(id(loop))
+        if shared is None or shared.closed:
+            shared = connectors[id(loop)] = aiohttp.TCPConnector(
+                keepalive_timeout=KEEPALIVE_S, limit=100)
+        return shared
+
+    def session(self: EndpointConfig) -> aiohttp.ClientSession:
+        auth = None
+        if self.basic_auth:
+            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"])
+        shared = connector()
+        return aiohttp.ClientSession(
+            headers=self.headers, auth=auth, connector=shared, connector_owner=shared is None,
+            timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT))
+
+    EndpointConfig.session = session  # type: ignore[method-assign]

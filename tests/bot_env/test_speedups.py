@@ -84,3 +84,35 @@ def test_cached_validator_accepts_and_rejects_like_rasa():
                 {"events": "slot"}):
         with pytest.raises(ValidationError, match="Failed to validate Action server"):
             action._validate_action_result(bad)
+
+
+def test_action_calls_reuse_one_kept_alive_connection():
+    """Three calls through Rasa's EndpointConfig: one TCP connection, answers intact."""
+    from aiohttp import web
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot import speedups
+
+    speedups.install()
+    peers = []
+
+    async def handler(request):
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response({"events": [], "echo": (await request.json())["n"]})
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/webhook", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+        answers = [await endpoint.request(json={"n": n}, method="post") for n in range(3)]
+        await runner.cleanup()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a["echo"] for a in answers] == [0, 1, 2]
+    assert len(set(peers)) == 1  # the same client port: the connection was reused
