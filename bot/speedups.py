@@ -13,6 +13,10 @@
   0.5 ms with one validator built once. Same schema, same ``ValidationError``
   and message on a bad response.
 
+* ``RulePolicy`` parses each rule's JSON key again for every rule, every turn
+  of the history and every prediction (``_rule_key_to_state`` is
+  ``json.loads``). The parsed states are kept (read only; Rasa never changes
+  them).
 * Each call to the action server opens a new HTTP connection
   (``EndpointConfig.session`` makes a new ``aiohttp`` session, with its own
   connection pool, per request). The sessions here share one pool per event
@@ -112,6 +116,7 @@ def install() -> None:
 
     RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
     _share_http_connections()
+    _keep_parsed_rules()
     _installed = True
     logger.debug("action-response validator cached")
 
@@ -143,3 +148,16 @@ def _share_http_connections() -> None:
             timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT))
 
     EndpointConfig.session = session  # type: ignore[method-assign]
+
+
+def _keep_parsed_rules() -> None:
+    import functools
+    import json
+
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    @functools.lru_cache(maxsize=16384)
+    def rule_key_to_state(rule_key: Text) -> List[Dict[Text, Any]]:
+        return json.loads(rule_key)
+
+    RulePolicy._rule_key_to_state = staticmethod(rule_key_to_state)  # type: ignore[method-assign]

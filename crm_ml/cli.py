@@ -152,7 +152,8 @@ def gdpr_erase(customer: int,
     with session_scope() as s:
         counts = gdpr.erase(session=s, customer_id=customer)
     for table, n in counts.items():
-        typer.echo(f"{table:<20}{n:>6} removed")
+        done = "pseudonymized" if table == "audit_log" else "removed"
+        typer.echo(f"{table:<20}{n:>6} {done}")
     typer.echo(f"customer {customer} anonymized")
 
 

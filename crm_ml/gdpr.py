@@ -1,11 +1,23 @@
 """Data-subject rights: export everything held about a customer, or erase it.
 
-``export`` gathers the customer's rows from every CRM table plus the Rasa
-tracker store's events of the customer's conversations. ``erase`` removes the
-conversations (interactions, escalations, tickets, channel links, tracker
-events) and the model outputs about the customer, and anonymizes the customer
-row; orders stay for the accounts (a legal duty) but point at the anonymized
-row. Both are audited.
+``export`` gathers the customer's rows from every CRM table, the audit entries
+about them or made in their conversations, plus what the Rasa tracker store's
+database holds of the customer's conversations: their events, and the Telegram
+messages still waiting in ``telegram_outbox`` (kept there by ``bot/telegram.py``
+while Telegram is unreachable). ``erase`` removes the conversations
+(interactions, escalations, tickets, channel links, tracker events, waiting
+Telegram messages) and the model outputs about the customer, and anonymizes the
+customer row; orders stay for the accounts (a legal duty) but point at the
+anonymized row. Both are audited.
+
+The audit log keeps who did what and when, erasures included, so its rows stay;
+but the conversation ids in them (the actor of ``verified``, ``cancel_order``,
+``open_ticket``..., a Telegram chat id or a phone call's id) are personal data
+that would tie the pseudonymous customer number back to a person. ``erase``
+replaces each by :func:`chat_actor`'s keyed pseudonym, the same one its own
+``gdpr_erase`` entry gets when the erasure is asked for in a chat: the entries
+of one conversation still read as one actor, and nobody without
+``CRM_IDENTITY_SECRET`` can tell which.
 
 ``erase_own_account`` is the same erasure asked for by a verified customer in a
 chat. That conversation is live: Rasa holds its tracker in memory and saves it
@@ -67,20 +79,74 @@ def _tracker_engine(url: str | None):  # noqa: ANN202 - SQLAlchemy engine
     return create_engine(url) if url else None
 
 
-def _tracker_events(url: str | None, senders: set[str]) -> list[dict[str, Any]]:
+OUTBOX_TABLE = "telegram_outbox"
+"""Telegram messages waiting to be sent (``bot.telegram.TelegramOutbox.TABLE``), in the
+tracker store's database: ``id, bot_id, chat_id, method, params (JSON), created_at``."""
+TELEGRAM_PREFIX = "tg:"  # a Telegram conversation's sender id is ``tg:<chat id>``
+
+
+def telegram_chats(senders: set[str]) -> dict[int, str]:
+    """The Telegram chat ids among ``senders``, each with its sender id."""
+    chats: dict[int, str] = {}
+    for sender in senders:
+        if sender.startswith(TELEGRAM_PREFIX):
+            try:
+                chats[int(sender[len(TELEGRAM_PREFIX):])] = sender
+            except ValueError:
+                continue
+    return chats
+
+
+def _tracker_data(url: str | None, senders: set[str]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The stored events of ``senders``, and the Telegram messages waiting for them."""
     engine = _tracker_engine(url)
     if engine is None or not senders:
-        return []
+        return [], []
     try:
-        if "events" not in inspect(engine).get_table_names():
-            return []
+        tables = set(inspect(engine).get_table_names())
+        events: list[dict[str, Any]] = []
+        waiting: list[dict[str, Any]] = []
         with engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT sender_id, data FROM events WHERE sender_id IN :ids ORDER BY id")
-                .bindparams(_expanding("ids")), {"ids": sorted(senders)}).all()
-        return [{"sender_id": r.sender_id, **json.loads(r.data)} for r in rows]
+            if "events" in tables:
+                rows = conn.execute(
+                    text("SELECT sender_id, data FROM events WHERE sender_id IN :ids "
+                         "ORDER BY id").bindparams(_expanding("ids")),
+                    {"ids": sorted(senders)}).all()
+                events = [{"sender_id": r.sender_id, **json.loads(r.data)} for r in rows]
+            chats = telegram_chats(senders)
+            if OUTBOX_TABLE in tables and chats:
+                rows = conn.execute(
+                    text(f"SELECT chat_id, method, params, created_at FROM {OUTBOX_TABLE} "
+                         "WHERE chat_id IN :chats ORDER BY id").bindparams(_expanding("chats")),
+                    {"chats": sorted(chats)}).all()
+                waiting = [{"sender_id": chats[int(r.chat_id)], "method": r.method,
+                            "params": _json_or_text(r.params),
+                            "created_at": _timestamp(r.created_at)} for r in rows]
+        return events, waiting
     finally:
         engine.dispose()
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _timestamp(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(float(seconds), dt.UTC).isoformat(timespec="seconds")
+
+
+def _about(customer_id: int, senders: set[str]) -> Any:
+    """The audit entries about the customer or made in the customer's conversations."""
+    return or_(m.AuditLog.actor.in_(senders),
+               (m.AuditLog.entity == "customers") & (m.AuditLog.entity_id == str(customer_id)),
+               (m.AuditLog.entity == "channel_identities")
+               & m.AuditLog.entity_id.in_({s[:64] for s in senders}))
 
 
 def _expanding(name: str):  # noqa: ANN202
@@ -109,6 +175,7 @@ def export(*, session: Session, customer_id: int, tracker_url: str | None = None
     def rows(model: Any, *where: Any) -> list[dict[str, Any]]:
         return [_plain(r) for r in session.scalars(select(model).where(*where))]
 
+    events, waiting = _tracker_data(tracker_url, senders)
     data = {
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customer": _plain(customer),
@@ -125,7 +192,10 @@ def export(*, session: Session, customer_id: int, tracker_url: str | None = None
         "segment": rows(m.Segment, m.Segment.customer_id == customer_id),
         "churn_score": rows(m.ChurnScore, m.ChurnScore.customer_id == customer_id),
         "recommendations": rows(m.Recommendation, m.Recommendation.customer_id == customer_id),
-        "conversation_events": _tracker_events(tracker_url, senders),
+        "audit_log": [_plain(r) for r in session.scalars(
+            select(m.AuditLog).where(_about(customer_id, senders)).order_by(m.AuditLog.id))],
+        "conversation_events": events,
+        "telegram_outbox": waiting,
     }
     audit(session=session, actor=actor, action="gdpr_export", entity="customers",
           entity_id=str(customer_id))
@@ -177,7 +247,8 @@ def erase(*, session: Session, customer_id: int, tracker_url: str | None = None,
     account = session.scalar(select(m.Account).where(m.Account.customer_id == customer_id))
     if account is not None:
         account.name = "Erased customer"
-    counts["tracker_events"] = _erase_tracker_events(tracker_url, senders, live_sender)
+    counts["audit_log"] = _pseudonymize_audit(session, senders)
+    counts.update(_erase_conversations(tracker_url, senders, live_sender))
     audit(session=session, actor=actor, action="gdpr_erase", entity="customers",
           entity_id=str(customer_id), details={"conversations": len(senders),
                                                "from_chat": live_sender is not None})
@@ -196,6 +267,28 @@ def chat_actor(sender_id: str) -> str:
     digest = hmac.new(get_settings().identity_secret.encode(), sender_id.encode(),
                       hashlib.sha256).hexdigest()[:16]
     return f"{namespace}:{digest}" if sep and namespace.isalnum() else f"chat:{digest}"
+
+
+def _pseudonymize_audit(session: Session, senders: set[str]) -> int:
+    """Replace the conversation ids in audit entries by their :func:`chat_actor`.
+
+    The entries stay (who did what, when); a conversation's id no longer appears
+    as an actor, nor as the subject of a ``verify_blocked`` entry.
+    """
+    if not senders:
+        return 0
+    short = {s[:64]: s for s in senders}
+    entries = session.scalars(select(m.AuditLog).where(or_(
+        m.AuditLog.actor.in_(senders),
+        (m.AuditLog.entity == "channel_identities") & m.AuditLog.entity_id.in_(short))))
+    changed = 0
+    for entry in entries:
+        if entry.actor in senders:
+            entry.actor = chat_actor(entry.actor)
+        if entry.entity == "channel_identities" and entry.entity_id in short:
+            entry.entity_id = chat_actor(short[entry.entity_id])[:64]
+        changed += 1
+    return changed
 
 
 def erase_own_account(*, session: Session, identity: Identity, sender_id: str,
@@ -244,32 +337,46 @@ def redact_event(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _erase_tracker_events(url: str | None, senders: set[str],
-                          live_sender: str | None = None) -> int:
-    """Delete the events of ``senders`` except the live one's, which are redacted.
+def _erase_conversations(url: str | None, senders: set[str],
+                         live_sender: str | None = None) -> dict[str, int]:
+    """Delete the events of ``senders`` except the live one's, which are redacted, and
+    the Telegram messages still waiting for any of them (the live one's too).
+
+    Returns:
+        Counts: ``tracker_events`` (deleted or redacted), ``telegram_outbox``.
 
     Raises:
         CRMUnavailable: the live conversation has no events in this tracker store:
             it is not the store Rasa uses (``CRM_TRACKER_DB_URL``), and saying
             "erased" would be untrue.
     """
+    counts = {"tracker_events": 0, "telegram_outbox": 0}
     engine = _tracker_engine(url)
     if engine is None or not senders:
-        return 0
+        return counts
     try:
-        if "events" not in inspect(engine).get_table_names():
-            if live_sender:
-                raise CRMUnavailable(_NOT_RASAS_STORE)
-            return 0
+        tables = set(inspect(engine).get_table_names())
+        if "events" not in tables and live_sender:
+            raise CRMUnavailable(_NOT_RASAS_STORE)
         gone = sorted(senders - {live_sender})
+        chats = sorted(telegram_chats(senders))
         with engine.begin() as conn:
-            n = _redact_rows(conn, live_sender) if live_sender else 0
-            if live_sender and not n:
-                raise CRMUnavailable(_NOT_RASAS_STORE)
-            if gone:
-                n += conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
-                                  .bindparams(_expanding("ids")), {"ids": gone}).rowcount
-        return n
+            if "events" in tables:
+                n = _redact_rows(conn, live_sender) if live_sender else 0
+                if live_sender and not n:
+                    raise CRMUnavailable(_NOT_RASAS_STORE)
+                if gone:
+                    n += conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
+                                      .bindparams(_expanding("ids")), {"ids": gone}).rowcount
+                counts["tracker_events"] = n
+            if OUTBOX_TABLE in tables and chats:
+                # Every bot's rows: the chat id is the person, whichever bot talks to them.
+                # A running Telegram channel may still count them as waiting: its next
+                # flush finds the chat's queue empty and forgets them.
+                counts["telegram_outbox"] = conn.execute(
+                    text(f"DELETE FROM {OUTBOX_TABLE} WHERE chat_id IN :chats")
+                    .bindparams(_expanding("chats")), {"chats": chats}).rowcount
+        return counts
     finally:
         engine.dispose()
 

@@ -46,12 +46,19 @@ def _conversation(runner):
     return asyncio.run(talk())
 
 
-def test_sequential_runner_gives_what_dask_gives():
+def test_sequential_runner_and_kept_rules_give_what_rasa_gives(monkeypatch):
+    import json
+
+    from rasa.core.policies.rule_policy import RulePolicy
     from rasa.engine.runner.dask import DaskGraphRunner
 
+    from bot import speedups
     from bot.speedups import SequentialGraphRunner
 
-    dask_replies, dask_events = _conversation(_runner(DaskGraphRunner))
+    with monkeypatch.context() as stock:  # Rasa's own rule parsing for the baseline
+        stock.setattr(RulePolicy, "_rule_key_to_state", staticmethod(json.loads))
+        dask_replies, dask_events = _conversation(_runner(DaskGraphRunner))
+    speedups.install()
     ours_replies, ours_events = _conversation(_runner(SequentialGraphRunner))
     assert ours_replies == dask_replies
     assert ours_events == dask_events

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +19,13 @@ from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.identity import ANONYMOUS, Identity
 from crm_ml.pii import mask
 
+ROOT = Path(__file__).resolve().parents[2]
+BOT_PYTHON = ROOT / ".venv-bot" / "bin" / "python"
 EMAIL = "ada.lovelace.12347@example.com"
 NAME = "Ada Lovelace"
 MESSAGE = "my parcel to 12 Byron Street never came"
+AGENT_REPLY = f"Hello {NAME}, your parcel is on its way"  # waiting for Telegram
+AT = dt.datetime(2011, 1, 3, 9, 0)
 
 
 @pytest.fixture
@@ -46,11 +52,49 @@ def crm(env, sqlite_url: str, tmp_path) -> tuple[str, str]:
                            context={"name": NAME}))
         s.add(m.Ticket(kind="complaint", customer_id=12347, sender_id="tg:42",
                        subject="parcel", body=f"{NAME} <{EMAIL}>: {MESSAGE}"))
+        # Written before the erasure: they tie Ada's conversations to her number.
+        for actor, action, entity, entity_id in AUDITED:
+            s.add(m.AuditLog(actor=actor, action=action, entity=entity, entity_id=entity_id,
+                             details={}, at=AT))
     tracker_store(tracker_url, [(sender, {"event": "user", "text": said, "timestamp": 1.0})
                                 for sender, said in [("tg:42", MESSAGE),
                                                      ("web:x", "hello from Ada"),
                                                      ("web:other", "not Ada's")]])
+    telegram_outbox(tracker_url, [(42, AGENT_REPLY), (99, "not for Ada")])
     return sqlite_url, tracker_url
+
+
+AUDITED = [  # (actor, action, entity, entity_id)
+    ("tg:42", "verify_failed", "orders", "500001"),
+    ("tg:42", "verified", "customers", "12347"),
+    ("tg:42", "verify_blocked", "channel_identities", "tg:42"),
+    ("web:x", "cancel_order", "orders", "500001"),
+    ("web:other", "verified", "customers", "12348"),
+    ("agent:1", "reply", "escalations", "1"),
+]
+
+
+def telegram_outbox(url: str, messages: list[tuple[int, str]]) -> None:
+    """The ``telegram_outbox`` table of bot/telegram.py, holding ``messages`` to chats."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS telegram_outbox (id INTEGER PRIMARY KEY, "
+                          "bot_id VARCHAR(32) NOT NULL, chat_id BIGINT NOT NULL, "
+                          "method VARCHAR(32) NOT NULL, params TEXT NOT NULL, "
+                          "created_at FLOAT NOT NULL)"))
+        for chat, said in messages:
+            conn.execute(text("INSERT INTO telegram_outbox (bot_id, chat_id, method, params, "
+                              "created_at) VALUES ('123', :c, 'send_message', :p, 1.3e9)"),
+                         {"c": chat, "p": json.dumps({"text": said})})
+    engine.dispose()
+
+
+def outbox_chats(url: str) -> list[int]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        chats = [r[0] for r in conn.execute(text("SELECT chat_id FROM telegram_outbox"))]
+    engine.dispose()
+    return chats
 
 
 def tracker_store(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -98,6 +142,11 @@ def test_export_has_everything(crm) -> None:
     assert {i["text"] for i in data["interactions"]} == {MESSAGE, "hello from Ada"}
     assert {e["text"] for e in data["conversation_events"]} == {MESSAGE, "hello from Ada"}
     assert len(data["tickets"]) == 1 and len(data["escalations"]) == 1
+    assert data["telegram_outbox"] == [{"sender_id": "tg:42", "method": "send_message",
+                                        "params": {"text": AGENT_REPLY},
+                                        "created_at": "2011-03-13T07:06:40+00:00"}]
+    assert [(a["actor"], a["action"]) for a in data["audit_log"]] == [
+        (actor, action) for actor, action, *_ in AUDITED if actor in {"tg:42", "web:x"}]
     json.dumps(data)  # JSON-ready
 
 
@@ -106,14 +155,38 @@ def test_erase_leaves_no_trace(crm) -> None:
     with session_scope() as s:
         counts = gdpr.erase(session=s, customer_id=12347, tracker_url=tracker_url)
     assert counts["interactions"] == 2 and counts["tracker_events"] == 2
+    assert counts["telegram_outbox"] == 1 and counts["audit_log"] == 4
     everything = _dump(crm_url) + _dump(tracker_url)
-    for secret in (EMAIL, NAME, MESSAGE, "hello from Ada", "Byron"):
+    for secret in (EMAIL, NAME, MESSAGE, "hello from Ada", "Byron", AGENT_REPLY,
+                   "'tg:42'", "'web:x'"):  # no conversation id ties a person to Ada
         assert secret not in everything, secret
     assert "not Ada's" in everything and "bo@example.com" in everything  # others untouched
+    assert "not for Ada" in everything and outbox_chats(tracker_url) == [99]
     with session_scope() as s:
         customer = s.get(m.Customer, 12347)
         assert customer.anonymized and customer.email.endswith("@invalid")
         assert s.get(m.Order, "500001").customer_id == 12347  # accounts kept, pseudonymous
+
+
+def test_erase_keeps_the_audit_log_under_pseudonyms(crm, env) -> None:
+    """Who did what, when: every entry stays; Ada's conversations become keyed pseudonyms."""
+    env.setenv("CRM_IDENTITY_SECRET", "s3cret")
+    _, tracker_url = crm
+    with session_scope() as s:
+        gdpr.erase(session=s, customer_id=12347, tracker_url=tracker_url)
+    with session_scope() as s:
+        entries = [(e.actor, e.action, e.entity, e.entity_id, e.at) for e in s.scalars(
+            select(m.AuditLog).where(m.AuditLog.action != "gdpr_erase").order_by(m.AuditLog.id))]
+    tg, web = gdpr.chat_actor("tg:42"), gdpr.chat_actor("web:x")
+    assert tg.startswith("tg:") and web.startswith("web:") and tg != web
+    assert entries == [
+        (tg, "verify_failed", "orders", "500001", AT),
+        (tg, "verified", "customers", "12347", AT),
+        (tg, "verify_blocked", "channel_identities", tg, AT),
+        (web, "cancel_order", "orders", "500001", AT),
+        ("web:other", "verified", "customers", "12348", AT),  # not Ada's: untouched
+        ("agent:1", "reply", "escalations", "1", AT),
+    ]
 
 
 # A chat that verified Ada, as Rasa stored it before the turn that confirms the erasure.
@@ -172,6 +245,56 @@ def test_erase_from_a_chat_redacts_the_live_conversation_in_place(live_chat) -> 
         assert entry.details == {"conversations": 3, "from_chat": True}
         assert entry.at is not None
         assert s.get(m.Customer, 12347).anonymized
+
+
+def test_erase_from_a_telegram_chat_drops_its_waiting_messages(crm) -> None:
+    """The live chat's events are redacted, but what waits for Telegram goes: it names Ada."""
+    crm_url, tracker_url = crm
+    live = "tg:77"
+    with session_scope() as s:
+        s.add(m.ChannelIdentity(sender_id=live, customer_id=12347))
+        s.add(m.AuditLog(actor=live, action="verified", entity="customers", entity_id="12347",
+                         details={}, at=AT))
+    tracker_store(tracker_url, [(live, e) for e in LIVE_EVENTS])
+    telegram_outbox(tracker_url, [(77, f"Thanks {NAME}, that's you.")])
+    with session_scope() as s:
+        counts = gdpr.erase_own_account(session=s, identity=Identity("customer", 12347),
+                                        sender_id=live, tracker_url=tracker_url)
+    assert counts["telegram_outbox"] == 2  # tg:42's and the live chat's
+    assert outbox_chats(tracker_url) == [99]
+    assert len(tracker_rows(tracker_url, live)) == len(LIVE_EVENTS)  # kept, redacted
+    everything = _dump(crm_url) + _dump(tracker_url)
+    for secret in (EMAIL, NAME, AGENT_REPLY, "'tg:42'"):
+        assert secret not in everything, secret
+    assert "'tg:77'" not in _dump(crm_url)  # the live chat's own rows keep their id
+    with session_scope() as s:
+        actors = {e.action: e.actor for e in s.scalars(select(m.AuditLog))}
+    assert actors["gdpr_erase"] == gdpr.chat_actor(live)
+    assert gdpr.chat_actor(live) in {e for e in actors.values()}
+
+
+@pytest.mark.skipif(not BOT_PYTHON.exists(), reason="no bot env")
+def test_the_outbox_bot_telegram_keeps_is_exported_and_erased(crm, tmp_path) -> None:
+    """Against the table as bot/telegram.py creates and fills it (bot env, Rasa's Python)."""
+    db = tmp_path / "tracker-with-bot-outbox.db"
+    code = ("import sys, sqlalchemy as sa\n"
+            "from bot.telegram import TelegramOutbox\n"
+            "outbox = TelegramOutbox('555')\n"
+            "outbox.bind(sa.create_engine('sqlite:///' + sys.argv[1]))\n"
+            "outbox.put(42, 'send_message', {'text': sys.argv[2]})\n"
+            "outbox.put(-1001, 'send_message', {'text': 'a group, not Ada'})\n")
+    done = subprocess.run([str(BOT_PYTHON), "-c", code, str(db), AGENT_REPLY], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    url = f"sqlite:///{db}"
+    with session_scope() as s:
+        data = gdpr.export(session=s, customer_id=12347, tracker_url=url)
+    assert [(w["sender_id"], w["method"], w["params"]) for w in data["telegram_outbox"]] == [
+        ("tg:42", "send_message", {"text": AGENT_REPLY})]
+    with session_scope() as s:
+        counts = gdpr.erase(session=s, customer_id=12347, tracker_url=url)
+    assert counts["telegram_outbox"] == 1 and counts["tracker_events"] == 0
+    assert outbox_chats(url) == [-1001] and AGENT_REPLY not in _dump(url)
 
 
 @pytest.mark.parametrize("who", [ANONYMOUS, Identity("rep", 1), Identity("manager", 1),

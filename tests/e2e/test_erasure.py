@@ -113,6 +113,10 @@ def test_a_verified_customer_erases_their_account_from_the_chat(stack: Stack) ->
                                  hashlib.sha256).hexdigest()[:16]
     assert (actor, entity_id, at is not None) == (expected, str(CUSTOMER), True)
     assert json.loads(details_json)["from_chat"] is True
+    # The entries before it (the verification) stay, under the same pseudonym.
+    assert rows(crm, "SELECT action FROM audit_log WHERE actor = ? ORDER BY id",
+                (expected,)) == [("verified",), ("gdpr_erase",)]
+    assert rows(crm, "SELECT action FROM audit_log WHERE actor = ?", (SENDER,)) == []
 
     # The tracker store kept the erased turns only as empty shells: Rasa reads them.
     stored = rows(tracker, "SELECT type_name, data FROM events WHERE sender_id = ? "
