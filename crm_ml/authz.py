@@ -15,6 +15,11 @@ verified in the conversation), ``rep``, ``manager``, ``agent``.
 
 "Own" is checked against the owning rep of the lead or of the customer's
 account: :func:`rep_scope` gives the rep ids a caller may see.
+
+A customer's "own" data needs the customer to be in the CRM and not erased:
+after ``crm-ml gdpr erase`` a ``customer:<id>`` identity signed earlier, or a
+verification kept in a conversation, no longer reads the anonymized row's
+orders, account or recommendations (:func:`own_customer_id`, :func:`active_customer`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from crm_ml.errors import CRMError
+from crm_ml.errors import CRMError, NotFound
 from crm_ml.identity import Identity
 
 if TYPE_CHECKING:
@@ -97,3 +102,38 @@ def check_customer(identity: Identity, customer_id: int) -> None:
     """Raise :class:`Forbidden` unless a customer asks about themself."""
     if identity.role != "customer" or identity.number != customer_id:
         raise Forbidden("customers see only their own data")
+
+
+def active_customer(identity: Identity, *, session: Session) -> int | None:
+    """The caller's customer number if the caller is a customer the CRM holds, not erased.
+
+    None for anyone else: staff, anonymous callers, and a customer identity whose
+    customer is unknown or was erased (anonymized).
+    """
+    if identity.role != "customer" or identity.number is None:
+        return None
+    from sqlalchemy import select
+
+    from crm_ml.db import models as m
+
+    anonymized = session.scalar(select(m.Customer.anonymized)
+                                .where(m.Customer.id == identity.number))
+    if anonymized is None or anonymized:
+        logger.info("a customer identity of an unknown or erased customer")
+        return None
+    return identity.number
+
+
+def own_customer_id(identity: Identity, *, session: Session) -> int:
+    """The caller's customer number, for reading or changing their own orders and account.
+
+    Raises:
+        Forbidden: the caller is not a customer (verify first; staff never).
+        NotFound: the customer is not in the CRM, or was erased: the same answer
+            as for someone else's order, so nothing tells that the account existed.
+    """
+    require(identity, "own_orders")
+    customer_id = active_customer(identity, session=session)
+    if customer_id is None:
+        raise NotFound("customer")
+    return customer_id

@@ -149,6 +149,8 @@ def customer_profile(*, session: Session, customer_id: int | None) -> dict[str, 
     customer = session.get(m.Customer, customer_id)
     if customer is None:
         return {"customer_id": customer_id, "verified": False}
+    if customer.anonymized:  # erased: no profile, and the conversation is not linked to it
+        return {"customer_id": None, "verified": False}
     segment = session.get(m.Segment, customer_id)
     churn = session.get(m.ChurnScore, customer_id)
     value = session.scalar(select(func.coalesce(func.sum(m.Order.total), 0))
@@ -228,6 +230,7 @@ def open_escalation(*, session: Session, sender_id: str, channel: str, reason: s
     if not live_possible and avail.available:
         avail = Availability(False, "callback", None)
     profile = customer_profile(session=session, customer_id=customer_id)
+    customer_id = profile["customer_id"]  # None for an erased customer
     latest = sentiment_history[-1]["sentiment"] if sentiment_history else None
     existing = session.scalar(
         select(m.Escalation).where(m.Escalation.sender_id == sender_id,

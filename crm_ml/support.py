@@ -13,7 +13,8 @@ Who may see what:
   says whether the order exists;
 * order data goes only to the customer who owns it (:func:`crm_ml.authz.check_customer`);
   another customer's order is reported exactly like a missing one (:class:`NotFound`),
-  so that order numbers cannot be probed;
+  so that order numbers cannot be probed; a customer erased since they signed in or
+  verified is no customer any more (:func:`crm_ml.authz.own_customer_id`);
 * every change (verification, cancellation, address, tickets) is audited with
   :func:`crm_ml.handoff.audit`; e-mail addresses and postal addresses never go
   into the audit details nor into log messages.
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_ml.authz import Forbidden, check_customer, require
+from crm_ml.authz import Forbidden, active_customer, check_customer, own_customer_id
 from crm_ml.db import models as m
 from crm_ml.errors import CRMError, NotFound
 from crm_ml.handoff import audit, open_ticket, utcnow
@@ -220,12 +221,13 @@ def _own_order(session: Session, identity: Identity, order_id: str | None,
 
     Raises:
         Forbidden: the caller is not a (verified) customer.
-        NotFound: no such order, or the order of another customer (same answer).
+        NotFound: no such order, or the order of another customer (same answer), or
+            the caller's customer record was erased.
     """
-    require(identity, "own_orders")
+    customer_id = own_customer_id(identity, session=session)
     if order_id is None:
         order = session.scalars(
-            select(m.Order).where(m.Order.customer_id == identity.number, m.Order.kind == "sale")
+            select(m.Order).where(m.Order.customer_id == customer_id, m.Order.kind == "sale")
             .order_by(m.Order.invoiced_at.desc(), m.Order.id.desc()).limit(1)
         ).first()
         if order is None:
@@ -387,14 +389,15 @@ def refund_status(*, session: Session, identity: Identity, limit: int = 3) -> Re
 
     Raises:
         Forbidden: the caller is not a verified customer.
+        NotFound: the customer is not in the CRM (or was erased).
     """
-    require(identity, "own_orders")
+    customer_id = own_customer_id(identity, session=session)
     tickets = session.scalars(
-        select(m.Ticket).where(m.Ticket.customer_id == identity.number, m.Ticket.kind == "refund")
+        select(m.Ticket).where(m.Ticket.customer_id == customer_id, m.Ticket.kind == "refund")
         .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(limit)
     ).all()
     credited = session.scalars(
-        select(m.Order).where(m.Order.customer_id == identity.number, m.Order.status == "cancelled")
+        select(m.Order).where(m.Order.customer_id == customer_id, m.Order.status == "cancelled")
         .order_by(m.Order.invoiced_at.desc(), m.Order.id.desc()).limit(limit)
     ).all()
     return RefundStatus(
@@ -470,9 +473,8 @@ def request_invoice_copy(*, session: Session, identity: Identity, order_id: str 
 
 
 def _customer(session: Session, identity: Identity) -> m.Customer:
-    require(identity, "own_orders")
-    customer = session.get(m.Customer, identity.number)
-    if customer is None or customer.anonymized:
+    customer = session.get(m.Customer, own_customer_id(identity, session=session))
+    if customer is None:  # pragma: no cover - own_customer_id found it
         raise NotFound("customer")
     return customer
 
@@ -514,7 +516,7 @@ def open_customer_ticket(*, session: Session, identity: Identity, kind: str, tex
     if kind not in TICKET_KINDS:
         raise InvalidRequest(f"ticket kind {kind!r}")
     body = clean_text(text)
-    customer_id = identity.number if identity.role == "customer" else None
+    customer_id = active_customer(identity, session=session)  # an erased one: anonymous
     linked = None
     oid = clean_order_id(order_id) if order_id else None
     if oid is not None:
@@ -665,10 +667,14 @@ def recommendations_for(*, session: Session, customer_id: int,
 
 
 def suggestions(*, session: Session, identity: Identity, limit: int = 3) -> Suggestions:
-    """Personal recommendations for a verified customer, else the best sellers."""
-    if identity.role == "customer" and identity.number is not None:
-        check_customer(identity, identity.number)
-        mine = recommendations_for(session=session, customer_id=identity.number, limit=limit)
+    """Personal recommendations for a verified customer, else the best sellers.
+
+    An erased customer hears the best sellers, as an anonymous caller does: their
+    orders stay in the CRM, and a model trained again would have ideas for them.
+    """
+    customer_id = active_customer(identity, session=session)
+    if customer_id is not None:
+        mine = recommendations_for(session=session, customer_id=customer_id, limit=limit)
         if mine:
             return Suggestions(True, mine)
     return Suggestions(False, best_sellers(session=session, limit=limit))

@@ -130,6 +130,24 @@ def test_saving_the_address_stores_and_audits_it() -> None:
     assert "High" not in json.dumps(entry.details)
 
 
+@pytest.mark.parametrize("caller", [{"metadata": signed("customer:12349")},
+                                    {"slots": {"verified_customer": "12349"}}])
+def test_an_erased_customer_changes_no_account(caller: dict[str, Any]) -> None:
+    """12349 was erased: their old identity finds no account to change."""
+    slots = {**caller.get("slots", {}), "shipping_address": ADDRESS}
+    events, dispatcher = run(ActionSaveShippingAddress(), conversation(
+        text=ADDRESS, metadata=caller.get("metadata"), slots=slots))
+    assert events == [SlotSet("shipping_address", None)]
+    assert responses(dispatcher) == ["utter_not_found"]
+    _, dispatcher = run(ActionEditAccount(), conversation(
+        text="please change my phone number to 07700 900123", intent="edit_account", **caller))
+    assert responses(dispatcher) == ["utter_not_found"]
+    with session_scope() as s:
+        assert s.get(m.Customer, 12349).shipping_address is None
+        assert s.scalars(select(m.AuditLog)).all() == []
+    assert all_tickets() == []
+
+
 def test_an_anonymous_caller_cannot_save_an_address() -> None:
     events, dispatcher = run(ActionSaveShippingAddress(), conversation(
         slots={"shipping_address": ADDRESS}))

@@ -409,3 +409,41 @@ def test_anonymous_invoice_request_needs_verification() -> None:
     assert events == [SlotSet("pending_action", "action_get_invoice")]
     with session_scope() as s:
         assert s.scalars(select(m.Ticket)).all() == []
+
+
+# --------------------------------------------------------------------------- erased customers
+
+
+def erased_caller(how: str, **slots: Any) -> dict[str, Any]:
+    """Customer 12349 was erased: a signed identity from before, or a verification kept."""
+    if how == "signed":
+        return {"metadata": signed("customer:12349"), "slots": slots}
+    return {"slots": {"verified_customer": "12349", **slots}}
+
+
+@pytest.mark.parametrize("how", ["signed", "verified"])
+@pytest.mark.parametrize(("action", "intent", "order_id"), [
+    (ActionOrderStatus, "track_order", None), (ActionOrderStatus, "track_order", "581003"),
+    (ActionCancelOrder, "cancel_order", "581003"), (ActionChangeOrder, "change_order", "581003"),
+    (ActionCheckInvoice, "check_invoice", None), (ActionGetInvoice, "get_invoice", "581003"),
+])
+def test_an_erased_customer_finds_no_order(how: str, action: type[Action], intent: str,
+                                           order_id: str | None) -> None:
+    slots = {"order_id": order_id} if order_id else {}
+    events, dispatcher = run(action(), conversation(
+        text="my order", intent=intent, **erased_caller(how, **slots)))
+    assert responses(dispatcher) == ["utter_order_not_found"]  # as for a stranger's order
+    assert events == ([SlotSet("order_id", None)] if order_id else [])
+    assert order_status("581003") == "processing"
+    with session_scope() as s:
+        assert s.scalars(select(m.Ticket)).all() == []
+
+
+@pytest.mark.parametrize("how", ["signed", "verified"])
+def test_an_erased_customers_confirmation_cancels_nothing(how: str) -> None:
+    caller = erased_caller(how, confirming="cancel_order:581003")
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        text="yes", intent="affirm", **caller))
+    assert events == [SlotSet("confirming", None)]
+    assert responses(dispatcher) == ["utter_order_not_found"]
+    assert order_status("581003") == "processing"

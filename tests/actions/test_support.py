@@ -245,3 +245,29 @@ def test_suggestions_when_the_crm_is_down(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(support, "suggestions", down)
     events, dispatcher = run(ActionRecommendProducts(), conversation())
     assert events == [] and responses(dispatcher) == ["utter_crm_unavailable"]
+
+
+# --------------------------------------------------------------------------- erased customers
+
+
+@pytest.mark.parametrize("caller", [{"metadata": signed("customer:12349")},
+                                    {"slots": {"verified_customer": "12349"}}])
+def test_an_erased_customer_is_a_stranger_to_refunds_and_ideas(caller: dict[str, Any]) -> None:
+    """12349 was erased: their old identity reads no refunds and no personal ideas."""
+    with session_scope() as s:
+        s.add(m.Recommendation(customer_id=12349, rank=1, stock_code="22423", score=0.9,
+                               source="item_cf", model_version="t"))
+    _, dispatcher = run(ActionRefundStatus(), conversation(intent="track_refund", **caller))
+    assert responses(dispatcher) == ["utter_not_found"]
+    slots = {**caller.get("slots", {}), "order_id": "581003"}
+    _, dispatcher = run(ActionRequestRefund(), conversation(
+        intent="get_refund", metadata=caller.get("metadata"), slots=slots))
+    assert responses(dispatcher) == ["utter_order_not_found"]
+    _, dispatcher = run(ActionRecommendProducts(), conversation(
+        intent="ask_recommendation", **caller))
+    assert responses(dispatcher) == ["utter_suggest_best_sellers"]
+    assert "Regency" not in dispatcher.messages[0]["products"]
+    _, dispatcher = run(ActionComplaint(), conversation(
+        text="my parcel arrived broken", intent="complaint", **caller))
+    [ticket] = all_tickets()
+    assert ticket.customer_id is None  # filed, as from an anonymous visitor

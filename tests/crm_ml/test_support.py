@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_ml import handoff, support
-from crm_ml.authz import Forbidden
+from crm_ml import gdpr, handoff, support
+from crm_ml.authz import Forbidden, active_customer, own_customer_id
 from crm_ml.db import migrate, session_scope
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
@@ -28,6 +28,7 @@ from crm_ml.identity import ANONYMOUS, Identity
 SECRET = "s3cret"
 GEORGE = Identity("customer", 12347)
 OLIVIA = Identity("customer", 12348)
+ERASED = Identity("customer", 12349)  # anonymized: a signed identity from before the erasure
 GEORGE_EMAIL = "george.rossi.12347@example.com"
 OLIVIA_EMAIL = "olivia.smith.12348@example.com"
 NOW = dt.datetime(2024, 5, 1, 12, 0)
@@ -446,6 +447,92 @@ def test_suggestions_personal_when_the_model_has_some(crm: str) -> None:
         theirs = support.suggestions(session=s, identity=OLIVIA)
     assert mine.personal and [p.stock_code for p in mine.items] == ["71053", "22423"]
     assert not theirs.personal
+
+
+# --------------------------------------------------------------------------- erased customers
+
+
+def test_an_erased_customer_is_no_customer(crm: str) -> None:
+    with session_scope() as s:
+        assert own_customer_id(GEORGE, session=s) == 12347
+        assert active_customer(GEORGE, session=s) == 12347
+        for who in (ERASED, Identity("customer", 99999)):  # erased, or never in the CRM
+            assert active_customer(who, session=s) is None
+            with pytest.raises(NotFound):
+                own_customer_id(who, session=s)
+        for who in (ANONYMOUS, Identity("rep", 1), Identity("agent", 1)):
+            assert active_customer(who, session=s) is None
+            with pytest.raises(Forbidden):
+                own_customer_id(who, session=s)
+
+
+# Every customer-facing read or change, as an erased customer holding their old identity.
+ERASED_CALLS = {
+    "order_status": lambda s: support.order_status(session=s, identity=ERASED,
+                                                   order_id="581003"),
+    "latest_order": lambda s: support.order_status(session=s, identity=ERASED),
+    "cancel_order": lambda s: support.cancel_order(session=s, identity=ERASED,
+                                                   order_id="581003", actor="web:e1"),
+    "order_change": lambda s: support.request_order_change(
+        session=s, identity=ERASED, order_id="581003", request="more", sender_id="web:e1"),
+    "refund": lambda s: support.request_refund(session=s, identity=ERASED, order_id="581003",
+                                               reason="torn", sender_id="web:e1"),
+    "refund_status": lambda s: support.refund_status(session=s, identity=ERASED),
+    "invoice": lambda s: support.invoice(session=s, identity=ERASED),
+    "invoice_copy": lambda s: support.request_invoice_copy(session=s, identity=ERASED,
+                                                           order_id=None, sender_id="web:e1"),
+    "shipping_address": lambda s: support.set_shipping_address(
+        session=s, identity=ERASED, address="1 New Street, Leeds LS1 1AA", actor="web:e1"),
+    "account_change": lambda s: support.request_account_change(
+        session=s, identity=ERASED, request="new phone", new_email=None, sender_id="web:e1"),
+    "erasure_request": lambda s: support.request_erasure(session=s, identity=ERASED,
+                                                         sender_id="web:e1"),
+}
+
+
+@pytest.mark.parametrize("call", list(ERASED_CALLS))
+def test_an_erased_customer_reads_and_changes_nothing(crm: str, call: str) -> None:
+    with session_scope() as s, pytest.raises(NotFound):
+        ERASED_CALLS[call](s)
+    with session_scope() as s:
+        assert s.get(m.Order, "581003").status == "processing"
+        assert s.get(m.Customer, 12349).shipping_address is None
+    assert tickets() == [] and audits() == []
+
+
+def test_an_erased_customer_is_anonymous_for_tickets_ideas_and_handoffs(crm: str) -> None:
+    with session_scope() as s:
+        s.add(m.Recommendation(customer_id=12349, rank=1, stock_code="71053", score=1.0,
+                               source="item_cf", model_version="t"))  # a model trained again
+    with session_scope() as s:
+        ideas = support.suggestions(session=s, identity=ERASED)
+        ticket = support.open_customer_ticket(session=s, identity=ERASED, kind="complaint",
+                                              text="it broke", sender_id="web:e1",
+                                              order_id="581003")
+        outcome = handoff.open_escalation(session=s, sender_id="web:e1", channel="web",
+                                          reason="asked for a human", transcript=[],
+                                          sentiment_history=[], customer_id=12349, now=NOW)
+    assert not ideas.personal and "71053" not in [p.stock_code for p in ideas.items]
+    [filed] = tickets("complaint")
+    assert (filed.id, filed.customer_id, filed.order_id) == (ticket, None, None)
+    with session_scope() as s:
+        esc = s.get(m.Escalation, outcome.escalation_id)
+        assert (esc.customer_id, esc.context) == (None, {"customer_id": None, "verified": False})
+
+
+def test_a_signed_in_customer_reads_nothing_once_erased(crm: str, tmp_path: Path) -> None:
+    """``crm-ml gdpr erase``: the customer's signed identity still verifies, and finds nothing."""
+    with session_scope() as s:
+        assert support.order_status(session=s, identity=GEORGE).order_id == "581001"
+        gdpr.erase(session=s, customer_id=12347, tracker_url=f"sqlite:///{tmp_path / 't.db'}")
+    with session_scope() as s:
+        for order_id in ("581001", None):
+            with pytest.raises(NotFound):
+                support.order_status(session=s, identity=GEORGE, order_id=order_id)
+        with pytest.raises(NotFound):
+            support.refund_status(session=s, identity=GEORGE)
+        assert not support.suggestions(session=s, identity=GEORGE).personal
+        assert s.get(m.Order, "581001").customer_id == 12347  # the accounts keep it
 
 
 def test_empty_crm_has_no_best_sellers(env: pytest.MonkeyPatch, sqlite_url: str) -> None:
