@@ -88,8 +88,14 @@ def table(r: dict[str, Any]) -> str:
     load = r.get("load", {})
     if "prod" in load:
         out += _rows("Single process, production endpoints (SQL tracker store in SQLite, "
-                     "CRM event broker); stock = Rasa's default config, same everything else",
+                     "CRM event broker); stock = Rasa's default config served by stock Rasa",
                      ["", "ours", "stock", "ours/stock"], _load_rows(load["prod"]))
+    plain = load.get("prod", {}).get("ours_rasa_paths")
+    if plain:
+        out += _rows("What the serving changes add (bot/speedups.py, bot/tracker_store.py): "
+                     "ours, same model, served by Rasa's own code paths",
+                     ["", "ours", "Rasa's paths", "ratio"],
+                     _load_rows({"ours": load["prod"].get("ours", {}), "stock": plain}))
     if "memory" in load:
         out += _rows("Single process, in-memory tracker store, no event broker",
                      ["", "ours", "stock", "ours/stock"], _load_rows(load["memory"]))

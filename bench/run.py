@@ -84,6 +84,7 @@ RESULTS = ROOT / "bench" / "results.json"
 HOLDOUT = ROOT / "drafts" / "nlu" / "test_holdout.yml"
 STORIES = ROOT / "tests" / "test_stories.yml"
 BOTS = ("ours", "stock")
+PLAIN = "ours_rasa_paths"  # ours served by Rasa's own code paths (CRM_RASA_SPEEDUPS=0)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -457,6 +458,16 @@ async def single_process(plan: Plan, procs: Processes, models: dict[str, Path],
                                        workdir=wd, broker=broker, stock_store=bot == "stock")
             servers[variant][bot] = procs.rasa(f"rasa-{bot}-{variant}", models[bot], endpoints,
                                                wait=False, stock_channels=bot == "stock")
+    # Ours with Rasa's own serving code (its SQL tracker store, dask graph runner,
+    # per-call validator and HTTP session; CRM_RASA_SPEEDUPS=0): what bot/speedups.py
+    # and bot/tracker_store.py add on top of the pipeline and policies.
+    wd = procs.workdir / "ours-rasa-paths"
+    wd.mkdir(exist_ok=True)
+    servers["prod"][PLAIN] = procs.rasa(
+        "rasa-ours-rasa-paths", models["ours"],
+        endpoints_yaml(f"{actions['ours'].url}/webhook", tracker="sqlite", workdir=wd,
+                       broker=True, stock_store=True),
+        wait=False, extra_env={"CRM_RASA_SPEEDUPS": "0"})
     say("starting " + ", ".join(s.name for v in servers.values() for s in v.values()))
     started = time.perf_counter()
     for v in servers.values():
@@ -480,6 +491,8 @@ async def single_process(plan: Plan, procs: Processes, models: dict[str, Path],
     for variant in variants:
         vservers = servers[variant]
         vwatch = {bot: [vservers[bot], actions[bot]] for bot in BOTS}
+        if PLAIN in vservers:
+            vwatch[PLAIN] = [vservers[PLAIN], actions["ours"]]
         for c, warmup in ((1, plan.warmup_c1), (32, plan.warmup_c32)):
             say(f"load: {variant} endpoints, {c} concurrent, ours and stock alternating "
                 f"({plan.rounds} x {plan.duration:.0f} s each, after {warmup:.0f} s warm-up)")
@@ -609,6 +622,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "stock_p50_ms_c1_action": get(stock, "c1", "latency_ms_action", "p50"),
         "nlu_macro_f1": get(nlu, "ours", "holdout", "macro_f1"),
         "stock_nlu_macro_f1": get(nlu, "stock", "holdout", "macro_f1"),
+        "ours_rasa_paths_throughput_c32": get(load.get(PLAIN, {}), "c32",
+                                              "throughput_msgs_per_s"),
         "two_process_throughput_c32": get(scale, "two_processes", "throughput_msgs_per_s"),
         "one_process_throughput_c32": get(scale, "one_process", "throughput_msgs_per_s"),
     }
@@ -620,9 +635,12 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     h["cpu_ceilings"] = cpu_ceilings(results)
     baselines = {
         "throughput_c32": "stock_throughput_c32 (ratio: throughput_ratio_c32)",
-        "stock_throughput_c32": "Rasa 3.6 default config (what `rasa init` runs), same domain, "
-                                "data, endpoints, channel and action server, same run, "
+        "stock_throughput_c32": "Rasa 3.6 default config (what `rasa init` runs) served by "
+                                "stock Rasa (its REST channel and SQL tracker store), same "
+                                "domain, data, CRM event broker and action server, same run, "
                                 "alternating rounds",
+        "ours_rasa_paths_throughput_c32": "ours (same model) served by Rasa's own code paths "
+                                          "(CRM_RASA_SPEEDUPS=0, Rasa's SQL tracker store)",
         "p50_ms_c1_no_action": "stock_p50_ms_c1_no_action",
         "p50_ms_c1_action": "stock_p50_ms_c1_action",
         "nlu_macro_f1": "stock_nlu_macro_f1, same held-out texts",

@@ -87,13 +87,26 @@ class SequentialGraphRunner(DaskGraphRunner):
 
 
 def install() -> None:
-    """Patch Rasa: the sequential graph runner, a validator built once."""
+    """Apply the patches above (unless ``CRM_RASA_SPEEDUPS`` is off); idempotent."""
     global _installed
     if _installed:
+        return
+    _installed = True
+    from crm_ml.config import get_settings
+
+    if not get_settings().rasa_speedups:
+        logger.info("CRM_RASA_SPEEDUPS is off: Rasa's own code paths")
         return
     import rasa.core.processor
 
     rasa.core.processor.DaskGraphRunner = SequentialGraphRunner  # type: ignore[misc]
+    _validator_built_once()
+    _share_http_connections()
+    _keep_parsed_rules()
+    logger.debug("Rasa speed-ups installed")
+
+
+def _validator_built_once() -> None:
     from jsonschema import ValidationError
     from jsonschema.validators import validator_for
     from rasa.core.actions.action import RemoteAction
@@ -115,10 +128,6 @@ def install() -> None:
             raise e
 
     RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
-    _share_http_connections()
-    _keep_parsed_rules()
-    _installed = True
-    logger.debug("action-response validator cached")
 
 
 def _share_http_connections() -> None:

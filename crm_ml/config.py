@@ -56,6 +56,25 @@ class Settings:
         twilio_auth_token: Checks Twilio's request signatures on the voice webhook.
         rate_limit: Messages per sender on the public channels, ``<messages>/<seconds>``
             (``CRM_RATE_LIMIT``, default ``20/10``; ``off`` turns limiting off).
+        rate_limit_ip: Messages per client address on the REST channel, where a
+            client names its own sender ids (``CRM_RATE_LIMIT_IP``; empty, the
+            default, means ten times ``rate_limit``: ``200/10``; ``off``).
+        trusted_proxies: Reverse proxies whose ``X-Forwarded-For`` is believed,
+            addresses or networks, comma separated (``CRM_TRUSTED_PROXIES``,
+            default none: the TCP peer is the client, and the header, which any
+            client can send, is ignored). Behind a reverse proxy every request
+            comes from the proxy's address: list it here (``127.0.0.1`` for nginx
+            on the same machine) and have the proxy append the client's address
+            (nginx: ``proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for``),
+            or all users share one address bucket -- none at all when the proxy
+            is on loopback, which is exempt.
+        rate_limit_ip_exempt: Client addresses or networks without an address
+            bucket (still limited per sender): ``CRM_RATE_LIMIT_IP_EXEMPT``,
+            default loopback, ``127.0.0.0/8,::1`` (this machine's tools, tests and
+            benchmark); ``none`` limits loopback too.
+        rasa_speedups: Whether the Rasa process runs with bot/speedups.py's patches
+            (``CRM_RASA_SPEEDUPS``, default on; ``0`` for Rasa's own code paths, which
+            the benchmark measures for comparison).
     """
 
     database_url: str
@@ -76,6 +95,10 @@ class Settings:
     demo_agent_password: str = field(default="demo-agent", repr=False)
     twilio_auth_token: str = field(default="", repr=False)
     rate_limit: str = "20/10"
+    rate_limit_ip: str = ""
+    trusted_proxies: str = ""
+    rate_limit_ip_exempt: str = "127.0.0.0/8,::1"
+    rasa_speedups: bool = True
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -109,4 +132,8 @@ def get_settings() -> Settings:
         demo_agent_password=_get(env, "CRM_DEMO_AGENT_PASSWORD", "demo-agent"),
         twilio_auth_token=_get(env, "TWILIO_AUTH_TOKEN", ""),
         rate_limit=_get(env, "CRM_RATE_LIMIT", "20/10"),
+        rate_limit_ip=_get(env, "CRM_RATE_LIMIT_IP", ""),
+        trusted_proxies=_get(env, "CRM_TRUSTED_PROXIES", ""),
+        rate_limit_ip_exempt=_get(env, "CRM_RATE_LIMIT_IP_EXEMPT", "127.0.0.0/8,::1"),
+        rasa_speedups=_get(env, "CRM_RASA_SPEEDUPS", "1") not in {"0", "false", "no"},
     )
