@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +25,8 @@ from crm_ml import loader
 from crm_ml.db import migrate
 from crm_ml.db.session import get_engine
 from tests.support.retail import retail_frame
-from tests.support.servers import API_TOKEN, Stack, assistant
+from tests.support.servers import API_TOKEN, Stack, assistant, eventually
+from tests.trust.stack import sqlite_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+rows = sqlite_rows
 
 
 def dump(path: Path) -> str:
@@ -66,16 +60,6 @@ def texts(replies: list[dict]) -> str:
     return " ".join(r.get("text", "") for r in replies)
 
 
-def wait_for(check, timeout: float = 15.0):  # noqa: ANN001, ANN201 - a predicate
-    """The event broker writes interactions from a queue: wait for what it owes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
 def test_a_verified_customer_erases_their_account_from_the_chat(stack: Stack) -> None:
     crm, tracker = stack.workdir / "crm.db", stack.workdir / "tracker.db"
     [(name, email)] = rows(crm, "SELECT name, email FROM customers WHERE id = ?", (CUSTOMER,))
@@ -86,13 +70,13 @@ def test_a_verified_customer_erases_their_account_from_the_chat(stack: Stack) ->
     assert "I need its number and the e-mail address" in asked
     confirm = texts(stack.say(SENDER, details))
     assert "those details match" in confirm and "Shall I go ahead?" in confirm
-    assert wait_for(lambda: rows(crm, "SELECT 1 FROM interactions WHERE sender_id = ? AND "
+    assert eventually(lambda: rows(crm, "SELECT 1 FROM interactions WHERE sender_id = ? AND "
                                       "customer_id = ?", (SENDER, CUSTOMER)))
     done = stack.say(SENDER, "yes")
     assert texts(done).startswith("Done: I've deleted your account's personal details")
 
     # The broker writes the last turn (the "yes" and the answer) after the erasure.
-    last = wait_for(lambda: rows(crm, "SELECT direction, text, customer_id FROM interactions "
+    last = eventually(lambda: rows(crm, "SELECT direction, text, customer_id FROM interactions "
                                       "WHERE sender_id = ? ORDER BY id", (SENDER,)))
     assert [(d, t) for d, t, _ in last] == [("in", "yes"), ("out", texts(done))]
     assert all(customer is None for *_, customer in last)  # not linked to the erased row
@@ -151,7 +135,7 @@ def test_a_signed_in_customer_erases_their_account(stack: Stack) -> None:
     assert done.startswith("Done: I've deleted")
     assert rows(crm, "SELECT anonymized FROM customers WHERE id = ?", (customer,)) == [(1,)]
     assert email not in dump(crm) + dump(stack.workdir / "tracker.db")
-    last = wait_for(lambda: len(rows(crm, "SELECT 1 FROM interactions WHERE sender_id = ?",
+    last = eventually(lambda: len(rows(crm, "SELECT 1 FROM interactions WHERE sender_id = ?",
                                      (sender,))) >= 2)
     assert last
     assert rows(crm, "SELECT text, customer_id FROM interactions WHERE sender_id = ? "
