@@ -2,9 +2,10 @@
 
 * ``CRMRestInput`` (name ``rest``, ``POST /webhooks/rest/webhook``): Rasa's REST
   channel with checked input (a clear 400 for a malformed payload instead of a
-  500) and an outbox: REST cannot push, so messages a human agent sent while
-  the conversation was handed over are returned with the customer's next
-  request, before the bot's own replies.
+  500), rate limits per sender and per client address (a 429 with
+  ``Retry-After``; see :mod:`crm_ml.ratelimit`), and an outbox: REST cannot
+  push, so messages a human agent sent while the conversation was handed over
+  are returned with the customer's next request, before the bot's own replies.
 * ``HandoffInput`` (name ``handoff``): the agent side of a handoff, called by
   the console: ``POST /webhooks/handoff/reply`` delivers an agent's message on
   the customer's own channel, ``POST /webhooks/handoff/resume`` hands the
@@ -35,7 +36,7 @@ from sanic.response import HTTPResponse
 
 from bot import speedups
 from crm_ml.config import get_settings
-from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
+from crm_ml.ratelimit import POLITE_MESSAGE, check_client, limiter_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,12 @@ def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
         raise ValueError("'metadata' must be a JSON object")
     clean = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
     return {"sender": sender.strip(), "message": clean, "metadata": metadata}
+
+
+def forwarded_for(request: Request) -> Optional[Text]:
+    """Every ``X-Forwarded-For`` header of the request, in order, as one list (or None)."""
+    values = request.headers.getall("x-forwarded-for", None)
+    return ",".join(values) if values else None
 
 
 async def _with_tracker(app: Any, sender_id: Text,
@@ -149,8 +156,12 @@ class CRMRestInput(RestInput):
             except ValueError as exc:
                 return bad_request(str(exc))
             decision = limiter_for(self.name()).check(payload["sender"])
+            limited = "sender"
+            if decision.allowed:  # a client that names a new sender each time: its address
+                decision = check_client(self.name(), request.ip, forwarded_for(request))
+                limited = "client address"
             if not decision.allowed:
-                logger.info("REST sender rate-limited for %.1f s", decision.retry_after)
+                logger.info("REST %s rate-limited for %.1f s", limited, decision.retry_after)
                 return response.json(
                     {"error": "too_many_requests", "reason": POLITE_MESSAGE,
                      "retry_after": int(decision.retry_after_header)},

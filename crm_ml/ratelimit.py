@@ -14,17 +14,36 @@ at most ``max_keys`` buckets are kept, the least recently used dropped first
 (a dropped bucket is a full one again, which only ever errs towards letting a
 message through).
 
+A client may name any sender id it likes on the REST channel, so a script
+that rotates sender ids gets a fresh bucket per message. :func:`check_client`
+adds a bucket per client address, with a larger budget (``CRM_RATE_LIMIT_IP``,
+by default ten times the per-sender limit: a household or an office behind one
+address still chats freely). The client address is the TCP peer; behind a
+reverse proxy every request comes from the proxy, so the proxy's addresses go
+in ``CRM_TRUSTED_PROXIES`` and the client is read from ``X-Forwarded-For``
+(right to left, the first address that is not a trusted proxy); a header from
+anyone else is ignored, since any client can write one. Loopback clients
+(``CRM_RATE_LIMIT_IP_EXEMPT``, default ``127.0.0.0/8,::1``) have no address
+bucket: they are this machine's own tools, tests and benchmarks, and a proxy on
+this machine that is not declared trusted would otherwise put every user in one
+bucket. See :class:`crm_ml.config.Settings` for a deployment behind a proxy.
+
 Standard library only, so that the bot env can import it::
 
-    from crm_ml.ratelimit import limiter_for
+    from crm_ml.ratelimit import check_client, limiter_for
 
     decision = limiter_for("rest").check(sender_id)
+    if decision.allowed:
+        decision = check_client("rest", request.ip, request.headers.get("X-Forwarded-For"))
     if not decision.allowed:
         ...  # answer 429 with Retry-After: decision.retry_after_header
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import logging
 import math
 import re
 import threading
@@ -33,9 +52,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Decision", "RateLimiter", "limiter_for", "parse_spec", "POLITE_MESSAGE"]
+__all__ = ["Decision", "RateLimiter", "check_client", "client_address", "limiter_for",
+           "parse_networks", "parse_spec", "POLITE_MESSAGE"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SPEC = "20/10"
+IP_FACTOR = 10  # the per-address budget, in per-sender budgets, unless configured
+DEFAULT_IP_EXEMPT = "127.0.0.0/8,::1"
 DEFAULT_MAX_KEYS = 100_000
 POLITE_MESSAGE = ("You're sending messages faster than I can read them. "
                   "Please wait a few seconds and try again.")
@@ -211,3 +235,122 @@ class _Passthrough:
 
 
 _PASSTHROUGH = _Passthrough()
+
+
+# --------------------------------------------------------------------------- per client address
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def configured_ip_spec() -> str:
+    """The per-address limit: ``rate_limit_ip`` (``CRM_RATE_LIMIT_IP``), else
+    :data:`IP_FACTOR` times the per-sender limit (``off`` when that is off)."""
+    from crm_ml.config import get_settings
+
+    given = str(getattr(get_settings(), "rate_limit_ip", "") or "").strip()
+    if given:
+        return given
+    parsed = parse_spec(configured_spec())
+    if parsed is None:
+        return "off"
+    return f"{parsed[0] * IP_FACTOR}/{parsed[1]:g}"
+
+
+def _address(text: str | None) -> Address | None:
+    try:
+        addr = ipaddress.ip_address((text or "").strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return addr
+
+
+@functools.lru_cache(maxsize=32)
+def parse_networks(spec: str | None) -> tuple[Network, ...]:
+    """Parse ``"10.0.0.0/8, 192.0.2.7, ::1"`` (addresses or networks, comma separated).
+
+    ``none``, ``off`` or an empty value mean no address at all. An entry that is
+    neither an address nor a network is left out, with a warning: the lists are
+    trusted proxies and exempt clients, so leaving one out only ever limits more.
+    """
+    text = (spec or "").strip().lower()
+    if text in {"", "none", "off", "no", "false", "0"}:
+        return ()
+    networks: list[Network] = []
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            logger.warning("ignoring %r: not an IP address or network", item[:64])
+    return tuple(networks)
+
+
+def _within(addr: Address, networks: tuple[Network, ...]) -> bool:
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+def client_address(peer: str | None, forwarded_for: str | None = None,
+                   trusted: tuple[Network, ...] = ()) -> str:
+    """The client's address: the TCP ``peer``, or who a trusted proxy says it serves.
+
+    Only when ``peer`` is one of the ``trusted`` proxies is ``forwarded_for`` (the
+    ``X-Forwarded-For`` values, comma separated, oldest hop first) read: from the
+    right, each proxy appends the address it got the request from, so the first
+    address that is not a trusted proxy is the client. What lies left of it was
+    written by the client and is never believed. An entry that is not an address
+    stops the walk at the last proxy that handed it on.
+
+    Returns:
+        The address in canonical form (``::ffff:10.0.0.1`` as ``10.0.0.1``), or
+        ``peer`` as given when it is not an IP address (a Unix socket).
+    """
+    addr = _address(peer)
+    if addr is None:
+        return (peer or "unknown")[:64]
+    if not trusted or not _within(addr, trusted):
+        return str(addr)
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        previous = _address(hop)
+        if previous is None:
+            break
+        addr = previous
+        if not _within(addr, trusted):
+            break
+    return str(addr)
+
+
+_warned_untrusted_header = False
+
+
+def check_client(channel: str, peer: str | None, forwarded_for: str | None = None
+                 ) -> Decision:
+    """Take a token from the bucket of the message's client address (see the module doc).
+
+    Args:
+        channel: The channel's name; its address buckets are ``<channel>:ip``.
+        peer: The TCP peer's address (Sanic's ``request.ip``).
+        forwarded_for: The ``X-Forwarded-For`` header, if any (read only when the
+            peer is a trusted proxy, ``CRM_TRUSTED_PROXIES``).
+    """
+    global _warned_untrusted_header
+    from crm_ml.config import get_settings
+
+    settings = get_settings()
+    trusted = parse_networks(str(getattr(settings, "trusted_proxies", "") or ""))
+    client = client_address(peer, forwarded_for, trusted)
+    if forwarded_for and not trusted and not _warned_untrusted_header:
+        _warned_untrusted_header = True
+        logger.warning("X-Forwarded-For ignored: no trusted proxy is configured. Behind a "
+                       "reverse proxy, set CRM_TRUSTED_PROXIES to its address(es), or every "
+                       "user shares the proxy's rate limit")
+    exempt = parse_networks(str(getattr(settings, "rate_limit_ip_exempt", DEFAULT_IP_EXEMPT)))
+    addr = _address(client)
+    if addr is not None and _within(addr, exempt):
+        return Decision(True, 0)
+    return limiter_for(f"{channel}:ip", configured_ip_spec()).check(client)

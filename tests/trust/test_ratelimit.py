@@ -1,4 +1,4 @@
-"""The per-sender token bucket of the public channels (crm_ml/ratelimit.py)."""
+"""The token buckets of the public channels (crm_ml/ratelimit.py): per sender, per address."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from crm_ml import ratelimit
+from crm_ml.config import get_settings
 from crm_ml.ratelimit import Decision, RateLimiter, limiter_for, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,3 +179,104 @@ def test_imports_in_the_bot_env() -> None:
     out = subprocess.run([str(ROOT / ".venv-bot" / "bin" / "python"), "-c", code], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# --------------------------------------------------------------------------- per client address
+
+
+def nets(spec: str) -> tuple:
+    return ratelimit.parse_networks(spec)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("127.0.0.0/8,::1", ["127.0.0.0/8", "::1/128"]), (" 10.0.0.7 ; 192.168.0.0/16 ",
+                                                      ["10.0.0.7/32", "192.168.0.0/16"]),
+    ("10.1.2.3/8", ["10.0.0.0/8"]), ("none", []), ("", []), ("off", []),
+    ("nginx, 10.0.0.1", ["10.0.0.1/32"]),  # a name is no address: left out (limits more)
+])
+def test_parse_networks(spec: str, expected: list[str]) -> None:
+    assert [str(n) for n in nets(spec)] == expected
+
+
+@pytest.mark.parametrize("peer, header, trusted, client", [
+    # No trusted proxy: the peer, whatever the header says (any client can write one).
+    ("203.0.113.9", "198.51.100.1", "", "203.0.113.9"),
+    ("127.0.0.1", "198.51.100.1", "", "127.0.0.1"),
+    # A trusted proxy: the right-most address that is not a trusted proxy.
+    ("127.0.0.1", "198.51.100.1", "127.0.0.1", "198.51.100.1"),
+    ("127.0.0.1", "6.6.6.6, 198.51.100.1", "127.0.0.1", "198.51.100.1"),  # spoofed left part
+    ("10.0.0.2", "198.51.100.1, 10.0.0.5", "10.0.0.0/8", "198.51.100.1"),  # two proxies
+    ("10.0.0.2", "10.0.0.9, 10.0.0.5", "10.0.0.0/8", "10.0.0.9"),  # only proxies: the first
+    ("127.0.0.1", "", "127.0.0.1", "127.0.0.1"),  # the proxy sent no header
+    ("127.0.0.1", "unknown, 198.51.100.1", "127.0.0.1", "198.51.100.1"),
+    ("127.0.0.1", "198.51.100.1, garbage", "127.0.0.1", "127.0.0.1"),  # stop at the proxy
+    # A peer that is not a trusted proxy: its header counts for nothing.
+    ("203.0.113.9", "198.51.100.1", "127.0.0.1", "203.0.113.9"),
+    # Canonical forms.
+    ("::ffff:203.0.113.9", None, "", "203.0.113.9"),
+    ("127.0.0.1", "[2001:db8::1]", "127.0.0.1", "2001:db8::1"),
+    ("", None, "", "unknown"), ("/run/rasa.sock", None, "", "/run/rasa.sock"),
+])
+def test_client_address(peer: str, header: str | None, trusted: str, client: str) -> None:
+    assert ratelimit.client_address(peer, header, nets(trusted)) == client
+
+
+@pytest.fixture
+def client_limits(env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean slate of limiters (they keep the configuration of their first call)."""
+    ratelimit.reset_limiters()
+    yield env
+    ratelimit.reset_limiters()
+
+
+def test_address_budget_defaults_to_ten_times_the_sender_budget(client_limits) -> None:
+    assert ratelimit.configured_ip_spec() == "200/10"
+    client_limits.setenv("CRM_RATE_LIMIT", "5/60")
+    get_settings.cache_clear()
+    assert ratelimit.configured_ip_spec() == "50/60"
+    client_limits.setenv("CRM_RATE_LIMIT", "off")
+    get_settings.cache_clear()
+    assert ratelimit.configured_ip_spec() == "off"
+    client_limits.setenv("CRM_RATE_LIMIT_IP", "7/1.5")
+    get_settings.cache_clear()
+    assert ratelimit.configured_ip_spec() == "7/1.5"
+
+
+def test_one_address_rotating_senders_is_limited(client_limits) -> None:
+    client_limits.setenv("CRM_RATE_LIMIT_IP", "3/60")
+    allowed = [ratelimit.check_client("rest", "203.0.113.9").allowed for _ in range(5)]
+    assert allowed == [True, True, True, False, False]
+    refused = ratelimit.check_client("rest", "203.0.113.9")
+    assert refused.retry_after == pytest.approx(20.0, abs=1.0)  # one token per 20 s
+    assert ratelimit.check_client("rest", "203.0.113.10").allowed  # another address
+    # A header from an untrusted peer does not make a new client of it.
+    assert not ratelimit.check_client("rest", "203.0.113.9", "198.51.100.1").allowed
+
+
+def test_loopback_is_exempt_unless_configured(client_limits) -> None:
+    client_limits.setenv("CRM_RATE_LIMIT_IP", "1/60")
+    for peer in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+        assert all(ratelimit.check_client("rest", peer).allowed for _ in range(50)), peer
+    client_limits.setenv("CRM_RATE_LIMIT_IP_EXEMPT", "none")
+    get_settings.cache_clear()
+    assert ratelimit.check_client("rest", "127.0.0.1").allowed
+    assert not ratelimit.check_client("rest", "127.0.0.1").allowed
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_bucket(client_limits) -> None:
+    """Every request comes from the proxy on loopback; the clients are in the header."""
+    client_limits.setenv("CRM_RATE_LIMIT_IP", "2/60")
+    client_limits.setenv("CRM_TRUSTED_PROXIES", "127.0.0.1")
+    via_proxy = [ratelimit.check_client("rest", "127.0.0.1", "198.51.100.1").allowed
+                 for _ in range(3)]
+    assert via_proxy == [True, True, False]  # not exempt: the client is not loopback
+    assert ratelimit.check_client("rest", "127.0.0.1", "198.51.100.2").allowed
+    # The client cannot pose as another one by writing the header itself.
+    assert not ratelimit.check_client("rest", "127.0.0.1", "10.9.9.9, 198.51.100.1").allowed
+    assert ratelimit.check_client("rest", "127.0.0.1").allowed  # local, no header: exempt
+
+
+def test_address_limit_off(client_limits) -> None:
+    client_limits.setenv("CRM_RATE_LIMIT_IP", "off")
+    client_limits.setenv("CRM_RATE_LIMIT_IP_EXEMPT", "none")
+    assert all(ratelimit.check_client("rest", "203.0.113.9").allowed for _ in range(1000))
