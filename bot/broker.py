@@ -256,6 +256,15 @@ class CRMEventBroker(EventBroker):
             else:
                 stmt = sa.insert(table).prefix_with("OR IGNORE")
             conn.execute(stmt, rows)
+            linked = sorted({r["event_id"] for r in rows if r["customer_id"] is not None})
+            if linked:
+                # An erasure may have committed between the check above and the insert
+                # (SQLite runs that SELECT outside the write transaction): checked again
+                # now that this transaction holds the write lock.
+                conn.execute(sa.text(
+                    "UPDATE interactions SET customer_id = NULL WHERE event_id IN :ids "
+                    "AND customer_id IN (SELECT id FROM customers WHERE anonymized)")
+                    .bindparams(sa.bindparam("ids", expanding=True)), {"ids": linked})
 
     def is_ready(self) -> bool:
         return True
