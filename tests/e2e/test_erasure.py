@@ -21,10 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crm_ml import loader
-from crm_ml.db import migrate
-from crm_ml.db.session import get_engine
-from tests.support.retail import retail_frame
+from tests.support.retail import retail_crm
 from tests.support.servers import API_TOKEN, Stack, assistant, eventually
 from tests.trust.stack import sqlite_rows
 
@@ -38,11 +35,7 @@ CUSTOMER, ORDER = 12347, "500001"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("erasure")
-    url = f"sqlite:///{workdir / 'crm.db'}"
-    migrate.upgrade(url)
-    with get_engine(url).begin() as conn:
-        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
-    get_engine(url).dispose()
+    url = retail_crm(workdir)
     with assistant(workdir, url, extra_env={"CRM_IDENTITY_SECRET": SECRET}) as running:
         yield running
 

@@ -13,12 +13,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from crm_ml import loader
-from crm_ml.db import migrate
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
-from tests.support.retail import retail_frame
+from tests.support.retail import retail_crm
 from tests.support.servers import Stack, assistant, eventually
 
 pytestmark = pytest.mark.e2e
@@ -38,10 +36,7 @@ def customer(n: int) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("handoff")
-    url = f"sqlite:///{workdir / 'crm.db'}"
-    migrate.upgrade(url)
-    with get_engine(url).begin() as conn:
-        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
+    url = retail_crm(workdir)
     env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_SUPPORT_HOURS": "always"}
     with assistant(workdir, url, extra_env=env, console=True) as running:
         yield running

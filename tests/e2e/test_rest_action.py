@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from crm_ml import loader
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
-from tests.support.retail import retail_frame
+from tests.support.retail import retail_crm
 from tests.support.servers import Stack, assistant
 
 pytestmark = pytest.mark.e2e
@@ -27,12 +26,7 @@ def signed(user: str) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
-    url = f"sqlite:///{workdir / 'crm.db'}"
-    from crm_ml.db import migrate
-
-    migrate.upgrade(url)
-    with get_engine(url).begin() as conn:
-        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
+    url = retail_crm(workdir)
     with assistant(workdir, url, extra_env={"CRM_IDENTITY_SECRET": SECRET}) as running:
         yield running
 

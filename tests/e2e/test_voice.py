@@ -21,11 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from crm_ml import loader
-from crm_ml.db import migrate
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
-from tests.support.retail import retail_frame
+from tests.support.retail import retail_crm
 from tests.support.servers import API_TOKEN, Stack, assistant, eventually
 
 pytestmark = pytest.mark.e2e
@@ -44,10 +42,7 @@ BEST_SELLERS = ("Our best sellers right now are: White hanging heart t-light hol
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("voice")
-    url = f"sqlite:///{workdir / 'crm.db'}"
-    migrate.upgrade(url)
-    with get_engine(url).begin() as conn:
-        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
+    url = retail_crm(workdir)
     # Support "always" open, nobody at the console: an escalation becomes a ticket.
     env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_SUPPORT_HOURS": "always",
            "TWILIO_AUTH_TOKEN": AUTH_TOKEN}

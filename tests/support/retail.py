@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from crm_ml.datasets import RETAIL_COLUMNS
@@ -27,3 +29,17 @@ def retail_frame(rows: list[tuple] | None = None) -> pd.DataFrame:
     df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
     df["Customer ID"] = df["Customer ID"].astype("Int64")
     return df
+
+
+def retail_crm(workdir: Path) -> str:
+    """A migrated SQLite CRM in ``workdir`` holding :data:`ROWS`; its URL (end-to-end stacks)."""
+    from crm_ml import loader
+    from crm_ml.db import migrate
+    from crm_ml.db.session import get_engine
+
+    url = f"sqlite:///{workdir / 'crm.db'}"
+    migrate.upgrade(url)
+    with get_engine(url).begin() as conn:
+        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="e2e")
+    get_engine(url).dispose()
+    return url
