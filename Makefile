@@ -88,7 +88,7 @@ demo: train load train-models  ## Set up what is missing, then start everything
 browser:  ## Debian's Chromium for the browser tests
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-test: install load train browser  ## Run every test (app env, then the bot env's own tests)
+test: install load train browser lint  ## Lint, then every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
