@@ -17,6 +17,13 @@
   of the history and every prediction (``_rule_key_to_state`` is
   ``json.loads``). The parsed states are kept (read only; Rasa never changes
   them).
+* ``RulePolicy`` checks every rule against every turn of the conversation
+  (``_get_possible_keys``), though a rule of *n* turns can only fail on the
+  last *n*: past the longest remaining rule the set no longer changes. The
+  rules are checked here with their states parsed once, and the walk back
+  stops there: same set of rules. It also formatted the whole state history
+  into a string for a debug log line on every prediction; that now happens only
+  when the debug log is on.
 * Each call to the action server opens a new HTTP connection
   (``EndpointConfig.session`` makes a new ``aiohttp`` session, with its own
   connection pool, per request). The sessions here share one pool per event
@@ -28,8 +35,10 @@ store call when Rasa creates them, before it loads the model; idempotent.
 """
 
 import asyncio
+import contextlib
+import json
 import logging
-from typing import Any, Dict, List, Optional, Text, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Text, Tuple
 
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.graph import GraphNode
@@ -39,6 +48,36 @@ logger = logging.getLogger(__name__)
 
 _installed = False
 KEEPALIVE_S = 4.0
+# (owner, attribute) -> what Rasa had there, for :func:`rasa_originals`.
+_ORIGINALS: Dict[Tuple[Any, Text], Any] = {}
+
+
+_INHERITED = object()  # the attribute came from a base class
+
+
+def _patch(owner: Any, name: Text, value: Any) -> None:
+    _ORIGINALS.setdefault((owner, name), vars(owner).get(name, _INHERITED))
+    setattr(owner, name, value)
+
+
+def _put(owner: Any, name: Text, value: Any) -> None:
+    if value is _INHERITED:
+        delattr(owner, name)
+    else:
+        setattr(owner, name, value)
+
+
+@contextlib.contextmanager
+def rasa_originals() -> Iterator[None]:
+    """Rasa's own code in place of the patches while inside (tests compare the two)."""
+    patched = {key: vars(key[0])[key[1]] for key in _ORIGINALS}
+    for (owner, name), original in _ORIGINALS.items():
+        _put(owner, name, original)
+    try:
+        yield
+    finally:
+        for (owner, name), value in patched.items():
+            _put(owner, name, value)
 
 
 class SequentialGraphRunner(DaskGraphRunner):
@@ -99,10 +138,11 @@ def install() -> None:
         return
     import rasa.core.processor
 
-    rasa.core.processor.DaskGraphRunner = SequentialGraphRunner  # type: ignore[misc]
+    _patch(rasa.core.processor, "DaskGraphRunner", SequentialGraphRunner)
     _validator_built_once()
     _share_http_connections()
     _keep_parsed_rules()
+    _match_rules_from_the_end()
     logger.debug("Rasa speed-ups installed")
 
 
@@ -127,7 +167,7 @@ def _validator_built_once() -> None:
             )
             raise e
 
-    RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
+    _patch(RemoteAction, "_validate_action_result", validate_action_result)
 
 
 def _share_http_connections() -> None:
@@ -156,7 +196,7 @@ def _share_http_connections() -> None:
             headers=self.headers, auth=auth, connector=shared, connector_owner=shared is None,
             timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT))
 
-    EndpointConfig.session = session  # type: ignore[method-assign]
+    _patch(EndpointConfig, "session", session)
 
 
 def _keep_parsed_rules() -> None:
@@ -169,4 +209,78 @@ def _keep_parsed_rules() -> None:
     def rule_key_to_state(rule_key: Text) -> List[Dict[Text, Any]]:
         return json.loads(rule_key)
 
-    RulePolicy._rule_key_to_state = staticmethod(rule_key_to_state)  # type: ignore[method-assign]
+    _patch(RulePolicy, "_rule_key_to_state", staticmethod(rule_key_to_state))
+
+
+def _match_rules_from_the_end() -> None:
+    from rasa.core.policies.policy import Policy
+    from rasa.core.policies.rule_policy import SHOULD_NOT_BE_SET, RulePolicy
+    from rasa.shared.core.constants import PREVIOUS_ACTION
+
+    # A rule's states, last first: (has a previous action, [(sub-state, [(key, value)])]),
+    # values as Rasa compares them (JSON lists back to tuples).
+    RuleStates = List[Tuple[bool, List[Tuple[Text, List[Tuple[Text, Any]]]]]]
+
+    def parse(rule_key: Text) -> RuleStates:
+        out: RuleStates = []
+        for state in reversed(json.loads(rule_key)):
+            out.append((bool(state.get(PREVIOUS_ACTION)), [
+                (kind, [(key, tuple(value) if isinstance(value, list) else value)
+                        for key, value in sub_state.items()])
+                for kind, sub_state in state.items()]))
+        return out
+
+    def index_of(policy: RulePolicy, lookup: Dict[Text, Text]) -> Dict[Text, RuleStates]:
+        cache = policy.__dict__.setdefault("_crm_rule_index", {})
+        entry = cache.get(id(lookup))
+        if entry is None or entry[0] is not lookup or entry[1].keys() != lookup.keys():
+            entry = cache[id(lookup)] = (lookup, {key: parse(key) for key in lookup})
+        return entry[1]
+
+    def matches(rule_state: List[Tuple[Text, List[Tuple[Text, Any]]]],
+                conversation_state: Dict[Text, Any]) -> bool:
+        # RulePolicy._does_rule_match_state, on the pre-parsed rule state
+        for kind, items in rule_state:
+            conversation_sub_state = conversation_state.get(kind, {})
+            for key, value_from_rules in items:
+                value = conversation_sub_state.get(key)
+                if value_from_rules == SHOULD_NOT_BE_SET:
+                    if value and value != SHOULD_NOT_BE_SET:
+                        return False
+                elif value_from_rules and value != value_from_rules:
+                    return False
+        return True
+
+    def applicable(rule: RuleStates, turn_index: int, state: Dict[Text, Any]) -> bool:
+        # RulePolicy._is_rule_applicable
+        if turn_index >= len(rule):
+            return True
+        rule_has_previous_action, rule_state = rule[turn_index]
+        has_previous_action = bool(state.get(PREVIOUS_ACTION))
+        if not rule_has_previous_action and not has_previous_action:
+            return True
+        if not rule_has_previous_action or not has_previous_action:
+            return False
+        return matches(rule_state, state)
+
+    def get_possible_keys(self: RulePolicy, lookup: Dict[Text, Text],
+                          states: List[Dict[Text, Any]]) -> set:
+        index = index_of(self, lookup)
+        possible = list(lookup)
+        reach = max((len(index[key]) for key in possible), default=0)
+        for i, state in enumerate(reversed(states)):
+            if i >= reach:  # every rule left is shorter: all of them stay
+                break
+            possible = [key for key in possible if applicable(index[key], i, state)]
+            reach = max((len(index[key]) for key in possible), default=0)
+        return set(possible)
+
+    rule_logger = logging.getLogger("rasa.core.policies.rule_policy")
+
+    def format_tracker_states(states: List[Dict]) -> Text:
+        if rule_logger.isEnabledFor(logging.DEBUG):
+            return Policy.format_tracker_states(states)
+        return ""
+
+    _patch(RulePolicy, "_get_possible_keys", get_possible_keys)
+    _patch(RulePolicy, "format_tracker_states", staticmethod(format_tracker_states))

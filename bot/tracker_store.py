@@ -50,6 +50,22 @@ class _Kept:
     stamp: Stamp
 
 
+def _starts_session(event: Event) -> bool:
+    return isinstance(event, SessionStarted) or getattr(
+        event, "action_name", None) == ACTION_SESSION_START_NAME
+
+
+def _one_session(tracker: DialogueStateTracker) -> bool:
+    """Whether the tracker's events are one session from its start (nothing before it)."""
+    begun = False
+    for event in tracker.events:
+        if not _starts_session(event):
+            begun = True
+        elif begun:
+            return False
+    return True
+
+
 class CRMTrackerStore(SQLTrackerStore):
     """``SQLTrackerStore`` that keeps the trackers it wrote (see the module docstring).
 
@@ -166,10 +182,10 @@ class CRMTrackerStore(SQLTrackerStore):
                 session.execute(self._insert, rows)
                 session.commit()
             stamp = self._stamp(session, tracker.sender_id)
-        if any(isinstance(e, SessionStarted) or getattr(e, "action_name", None)
-               == ACTION_SESSION_START_NAME for e in new_events):
-            # A new session began in this turn: the next read starts from it, as
-            # Rasa's own read does, rather than carrying the old session along.
+        if any(_starts_session(e) for e in new_events) and not _one_session(tracker):
+            # A new session began in this turn after an earlier one: the next read
+            # starts from it, as Rasa's own read does, rather than carrying the old
+            # session along. (A conversation's first session is all of it: kept.)
             self._kept.pop(tracker.sender_id, None)
         else:
             self._remember(tracker.sender_id, _Kept(tracker, len(tracker.events), stamp))

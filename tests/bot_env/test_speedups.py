@@ -24,7 +24,7 @@ def _runner(cls):
     return runner
 
 
-def _conversation(runner):
+def _conversation(runner, turns=TURNS):
     """A conversation on an in-memory tracker store; what the bot did and said."""
     from rasa.core.agent import Agent
     from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
@@ -34,7 +34,7 @@ def _conversation(runner):
 
     async def talk():
         out = []
-        for text in TURNS:
+        for text in turns:
             channel = CollectingOutputChannel()
             await agent.handle_message(UserMessage(text, channel, "speedups-test"))
             out.append([m.get("text") for m in channel.messages])
@@ -46,23 +46,44 @@ def _conversation(runner):
     return asyncio.run(talk())
 
 
-def test_sequential_runner_and_kept_rules_give_what_rasa_gives(monkeypatch):
-    import json
-
-    from rasa.core.policies.rule_policy import RulePolicy
+def test_sequential_runner_and_rule_matching_give_what_rasa_gives():
     from rasa.engine.runner.dask import DaskGraphRunner
 
     from bot import speedups
     from bot.speedups import SequentialGraphRunner
 
-    with monkeypatch.context() as stock:  # Rasa's own rule parsing for the baseline
-        stock.setattr(RulePolicy, "_rule_key_to_state", staticmethod(json.loads))
-        dask_replies, dask_events = _conversation(_runner(DaskGraphRunner))
     speedups.install()
+    with speedups.rasa_originals():  # Rasa's own code for the baseline
+        dask_replies, dask_events = _conversation(_runner(DaskGraphRunner))
     ours_replies, ours_events = _conversation(_runner(SequentialGraphRunner))
     assert ours_replies == dask_replies
     assert ours_events == dask_events
     assert any(kind == "action" and name == "utter_greet" for kind, name in ours_events)
+
+
+def test_rules_matched_from_the_end_are_the_rules_rasa_finds(monkeypatch):
+    """Every rule lookup of a long conversation, ours and Rasa's side by side."""
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    from bot import speedups
+    from bot.speedups import SequentialGraphRunner
+
+    speedups.install()
+    fast = RulePolicy._get_possible_keys
+    with speedups.rasa_originals():
+        slow = RulePolicy._get_possible_keys
+    assert fast is not slow
+    history_lengths = []
+
+    def both(self, lookup, states):
+        got = fast(self, lookup, states)
+        assert got == slow(self, lookup, states)
+        history_lengths.append(len(states))
+        return got
+
+    monkeypatch.setattr(RulePolicy, "_get_possible_keys", both)
+    _conversation(_runner(SequentialGraphRunner), TURNS * 3)
+    assert len(history_lengths) > 30 and max(history_lengths) > 20
 
 
 def test_sequential_runner_reports_a_clashing_input():

@@ -130,3 +130,30 @@ def test_only_so_many_conversations_are_kept(db: Path) -> None:
         run(ours.save(tracker))
     assert ours.peek("a") is None and ours.peek("c") is not None
     assert texts(run(ours.retrieve("a"))) == ["a"]  # read from the database instead
+
+
+def start_session(tracker) -> None:  # noqa: ANN001
+    from rasa.shared.core.events import SessionStarted
+
+    tracker.update(ActionExecuted("action_session_start"))
+    tracker.update(SessionStarted())
+    tracker.update(ActionExecuted("action_listen"))
+
+
+def test_a_first_session_is_kept_a_later_one_is_read_as_rasa_reads_it(db: Path) -> None:
+    ours = store(db)
+    tracker = run(ours.get_or_create_tracker("s1", append_action_listen=False))  # as Rasa
+    start_session(tracker)
+    turn(tracker, "first")
+    run(ours.save(tracker))
+    # The first session is the whole conversation: what Rasa would read back.
+    assert ours.peek("s1") is tracker
+    assert run(ours.retrieve("s1")) is tracker
+    assert texts(run(stock(db).retrieve("s1"))) == ["first"]
+    # A new session after it: Rasa reads only the new one, and so does this store.
+    start_session(tracker)
+    turn(tracker, "second")
+    run(ours.save(tracker))
+    assert ours.peek("s1") is None
+    again = run(ours.retrieve("s1"))
+    assert texts(again) == texts(run(stock(db).retrieve("s1"))) == ["second"]
