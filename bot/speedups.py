@@ -216,6 +216,7 @@ def _match_rules_from_the_end() -> None:
     from rasa.core.policies.policy import Policy
     from rasa.core.policies.rule_policy import SHOULD_NOT_BE_SET, RulePolicy
     from rasa.shared.core.constants import PREVIOUS_ACTION
+    from rasa.shared.nlu.constants import ACTION_NAME
 
     # A rule's states, last first: (has a previous action, [(sub-state, [(key, value)])]),
     # values as Rasa compares them (JSON lists back to tuples).
@@ -230,12 +231,27 @@ def _match_rules_from_the_end() -> None:
                 for kind, sub_state in state.items()]))
         return out
 
-    def index_of(policy: RulePolicy, lookup: Dict[Text, Text]) -> Dict[Text, RuleStates]:
+    def last_action(rule: RuleStates) -> Optional[Text]:
+        """The previous action a rule's last state requires, if it requires one."""
+        for kind, items in rule[0][1]:
+            if kind == PREVIOUS_ACTION:
+                for key, value in items:
+                    if key == ACTION_NAME and value and value != SHOULD_NOT_BE_SET:
+                        return value
+        return None
+
+    def index_of(policy: RulePolicy, lookup: Dict[Text, Text]
+                 ) -> Tuple[Dict[Text, RuleStates], Dict[Optional[Text], List[Text]]]:
+        """The parsed rules, and their keys by the previous action their last state needs."""
         cache = policy.__dict__.setdefault("_crm_rule_index", {})
         entry = cache.get(id(lookup))
         if entry is None or entry[0] is not lookup or entry[1].keys() != lookup.keys():
-            entry = cache[id(lookup)] = (lookup, {key: parse(key) for key in lookup})
-        return entry[1]
+            rules = {key: parse(key) for key in lookup}
+            by_action: Dict[Optional[Text], List[Text]] = {}
+            for key, rule in rules.items():
+                by_action.setdefault(last_action(rule), []).append(key)
+            entry = cache[id(lookup)] = (lookup, rules, by_action)
+        return entry[1], entry[2]
 
     def matches(rule_state: List[Tuple[Text, List[Tuple[Text, Any]]]],
                 conversation_state: Dict[Text, Any]) -> bool:
@@ -265,8 +281,12 @@ def _match_rules_from_the_end() -> None:
 
     def get_possible_keys(self: RulePolicy, lookup: Dict[Text, Text],
                           states: List[Dict[Text, Any]]) -> set:
-        index = index_of(self, lookup)
-        possible = list(lookup)
+        index, by_action = index_of(self, lookup)
+        if not states:
+            return set(lookup)
+        # The last turn first: only rules that need no previous action or this one.
+        action = (states[-1].get(PREVIOUS_ACTION) or {}).get(ACTION_NAME)
+        possible = by_action.get(None, []) + (by_action.get(action, []) if action else [])
         reach = max((len(index[key]) for key in possible), default=0)
         for i, state in enumerate(reversed(states)):
             if i >= reach:  # every rule left is shorter: all of them stay

@@ -41,6 +41,7 @@ from bot import speedups, sql
 logger = logging.getLogger(__name__)
 
 Stamp = Tuple[int, Optional[int]]  # (number of the sender's rows, highest row id)
+_NO_STAMP: Stamp = (-1, None)
 
 
 @dataclass
@@ -92,8 +93,9 @@ class CRMTrackerStore(SQLTrackerStore):
 
     # ------------------------------------------------------------------ helpers
 
-    def _stamp(self, session: Any, sender_id: Text) -> Stamp:
-        count, top = session.execute(self._stamp_query, {"sender": sender_id}).one()
+    def _stamp(self, connection: Any, sender_id: Text) -> Stamp:
+        """(count, highest id) of the sender's rows; on a Core connection or an ORM session."""
+        count, top = connection.execute(self._stamp_query, {"sender": sender_id}).one()
         return int(count or 0), top
 
     def _remember(self, sender_id: Text, kept: _Kept) -> None:
@@ -133,14 +135,15 @@ class CRMTrackerStore(SQLTrackerStore):
 
     async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         """The conversation's latest session: the kept tracker if still current."""
+        kept = self._kept.get(sender_id)
+        if kept is not None and len(kept.tracker.events) == kept.stored_events:
+            with self.engine.connect() as conn:  # Core: the ORM session's overhead showed
+                if self._stamp(conn, sender_id) == kept.stamp:
+                    self._kept.move_to_end(sender_id)
+                    return kept.tracker
+        self._kept.pop(sender_id, None)
         with self.session_scope() as session:
             stamp = self._stamp(session, sender_id)
-            kept = self._kept.get(sender_id)
-            if (kept is not None and kept.stamp == stamp
-                    and len(kept.tracker.events) == kept.stored_events):
-                self._kept.move_to_end(sender_id)
-                return kept.tracker
-            self._kept.pop(sender_id, None)
             if stamp[0] == 0:
                 return None
             rows = self._event_query(session, sender_id,
@@ -154,34 +157,40 @@ class CRMTrackerStore(SQLTrackerStore):
 
     # ------------------------------------------------------------------ writing
 
-    def _new_events(self, session: Any, tracker: DialogueStateTracker) -> List[Event]:
+    def _stored(self, tracker: DialogueStateTracker) -> int:
+        """How many of ``tracker``'s events are in the database (Rasa's count if unknown)."""
         stored = self._stored_count(tracker)
-        if stored is None:  # a tracker this store did not hand out: Rasa's own count
-            stored = self._event_query(session, tracker.sender_id,
-                                       fetch_events_from_all_sessions=False).count()
-        return list(tracker.events)[stored:]
+        if stored is None:  # a tracker this store did not hand out
+            with self.session_scope() as session:
+                stored = self._event_query(session, tracker.sender_id,
+                                           fetch_events_from_all_sessions=False).count()
+        return stored
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the events of ``tracker`` that are not stored yet; publish them first."""
-        with self.session_scope() as session:
-            new_events = self._new_events(session, tracker)
-            if self.event_broker is not None and new_events:
-                await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
-            rows = []
-            for event in new_events:
-                data: Dict[Text, Any] = event.as_dict()
-                rows.append({
-                    "sender_id": tracker.sender_id,
-                    "type_name": event.type_name,
-                    "timestamp": data.get("timestamp"),
-                    "intent_name": (data.get("parse_data") or {}).get("intent", {}).get("name"),
-                    "action_name": data.get("name"),
-                    "data": json.dumps(data),
-                })
+        if not tracker.events and self._stored_count(tracker) is None:
+            # A new conversation's empty tracker (Rasa's create_tracker): nothing to
+            # write. Kept with a stamp no database matches, so a read checks the rows.
+            self._remember(tracker.sender_id, _Kept(tracker, 0, _NO_STAMP))
+            return
+        new_events = list(tracker.events)[self._stored(tracker):]
+        if self.event_broker is not None and new_events:
+            await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+        rows = []
+        for event in new_events:
+            data: Dict[Text, Any] = event.as_dict()
+            rows.append({
+                "sender_id": tracker.sender_id,
+                "type_name": event.type_name,
+                "timestamp": data.get("timestamp"),
+                "intent_name": (data.get("parse_data") or {}).get("intent", {}).get("name"),
+                "action_name": data.get("name"),
+                "data": json.dumps(data),
+            })
+        with self.engine.begin() as conn:  # one transaction: the rows, then their stamp
             if rows:
-                session.execute(self._insert, rows)
-                session.commit()
-            stamp = self._stamp(session, tracker.sender_id)
+                conn.execute(self._insert, rows)
+            stamp = self._stamp(conn, tracker.sender_id)
         if any(_starts_session(e) for e in new_events) and not _one_session(tracker):
             # A new session began in this turn after an earlier one: the next read
             # starts from it, as Rasa's own read does, rather than carrying the old
