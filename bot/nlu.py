@@ -16,6 +16,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
+from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import (
+    CountVectorsFeaturizer,
+)
+from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES
 from rasa.utils.tensorflow.constants import RANKING_LENGTH
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
 from rasa.shared.nlu.constants import (
@@ -173,6 +177,62 @@ class OutOfScopeToFallback(GraphComponent):
                         item[INTENT_NAME_KEY] = self._target
                 message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True
+)
+class SentenceCountVectorsFeaturizer(CountVectorsFeaturizer):
+    """Rasa's CountVectorsFeaturizer that gives a live message its sentence vector only.
+
+    At run time Rasa's featurizer runs the vectorizer twice per message: once
+    per token (sequence features, for DIET or CRF) and once on the whole text
+    (the sentence vector), each through scikit-learn's ``transform`` and a
+    sparse-matrix conversion: 11% of a turn here. The pipeline's classifier
+    (:class:`LinearIntentClassifier`) reads only the sentence vector, so this
+    one computes that alone, by counting the vectorizer's own analyzer output
+    against its vocabulary: the matrix ``transform`` gives (same columns,
+    counts and dtypes; tests/bot_env/test_trained_nlu.py compares them on
+    every text of the training and held-out data). Training is Rasa's,
+    unchanged (both kinds of features).
+    """
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        if not self.vectorizers:
+            return super().process(messages)
+        for message in messages:
+            for attribute in self._attributes:
+                if attribute not in DENSE_FEATURIZABLE_ATTRIBUTES:  # Rasa's way for these
+                    tokens = self._get_processed_message_tokens_by_attribute(
+                        message, attribute)
+                    sequence, sentence = self._create_features(attribute, [tokens])
+                    self.add_features_to_message(sequence[0], sentence[0], attribute, message)
+                    continue
+                tokens = self._get_processed_message_tokens_by_attribute(message, attribute)
+                if tokens and self.vectorizers.get(attribute) is not None:
+                    self.add_features_to_message(
+                        None, self.sentence_vector(attribute, tokens), attribute, message)
+        return messages
+
+    def sentence_vector(self, attribute: Text, tokens: List[Text]) -> coo_matrix:
+        """``vectorizer.transform([" ".join(tokens)])`` as Rasa gives it (sorted, COO)."""
+        vectorizer = self.vectorizers[attribute]
+        analyzers = self.__dict__.setdefault("_analyzers", {})
+        analyze = analyzers.get(attribute)
+        if analyze is None:
+            analyze = analyzers[attribute] = vectorizer.build_analyzer()
+        vocabulary = vectorizer.vocabulary_
+        counts: Dict[int, int] = {}
+        for feature in analyze(" ".join(tokens)):
+            column = vocabulary.get(feature)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = np.array(sorted(counts), dtype=np.int32)
+        data = np.array([counts[c] for c in columns.tolist()], dtype=vectorizer.dtype)
+        if vectorizer.binary:
+            data.fill(1)
+        return coo_matrix((data, (np.zeros(len(columns), dtype=np.int32), columns)),
+                          shape=(1, len(vocabulary)))
 
 
 @DefaultV1Recipe.register(

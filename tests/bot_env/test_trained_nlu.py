@@ -90,3 +90,44 @@ def test_fast_feature_rows_equal_rasas(monkeypatch):
     asyncio.run(parse_all())
     assert len(compared) == len([t for t in MESSAGES if t.strip()])
     assert all(rows == 1 and width > 1000 for rows, width in compared)
+
+
+def test_sentence_vectors_equal_rasas_transform():
+    """bot.nlu.SentenceCountVectorsFeaturizer's sentence vector is the one Rasa's
+    featurizer computes (same columns, counts, dtypes), on every text of the
+    NLU training data, the held-out file and the odd messages above."""
+    import numpy as np
+    from rasa.core.agent import Agent
+    from rasa.nlu.tokenizers.tokenizer import Tokenizer
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.loading import load_data
+    from rasa.shared.nlu.training_data.message import Message
+
+    from bot.nlu import SentenceCountVectorsFeaturizer
+
+    agent = Agent.load(str(MODEL))
+    components = [node._component for node in
+                  agent.processor.graph_runner._instantiated_nodes.values()]
+    featurizers = [c for c in components if isinstance(c, SentenceCountVectorsFeaturizer)]
+    tokenizer = next(c for c in components if isinstance(c, Tokenizer))
+    assert len(featurizers) == 2  # words and character n-grams
+    root = MODEL.parents[2]
+    texts = set(MESSAGES)
+    for path in [root / "data" / "nlu", root / "drafts" / "nlu" / "test_holdout.yml"]:
+        texts |= {m.get(TEXT) for m in load_data(str(path)).training_examples if m.get(TEXT)}
+    assert len(texts) > 1000
+    compared = 0
+    for text in sorted(texts):
+        message = Message(data={TEXT: text})
+        tokenizer.process([message])
+        for featurizer in featurizers:
+            tokens = featurizer._get_processed_message_tokens_by_attribute(message, TEXT)
+            if not tokens:
+                continue
+            _, (rasas,) = featurizer._create_features(TEXT, [tokens])
+            ours = featurizer.sentence_vector(TEXT, tokens)
+            assert ours.shape == rasas.shape and ours.data.dtype == rasas.data.dtype
+            assert np.array_equal(ours.col, rasas.col), text
+            assert np.array_equal(ours.row, rasas.row) and np.array_equal(ours.data, rasas.data)
+            compared += 1
+    assert compared > 2000
