@@ -24,6 +24,13 @@
   stops there: same set of rules. It also formatted the whole state history
   into a string for a debug log line on every prediction; that now happens only
   when the debug log is on.
+* Each prediction turns the whole conversation into states again
+  (``Domain.states_for_tracker_history``: a fresh copy of the tracker replays
+  every event, and the state is read off it before each action), three times
+  a turn. :class:`_Walk` keeps, per tracker, the replayed copy and the states
+  so far, and replays only the events added since. Events that rewrite the
+  past (restarts, session starts, rewinds, a form's own actions, a new form)
+  send the call back to Rasa's code. Same states, as fresh dictionaries.
 * Each call to the action server opens a new HTTP connection
   (``EndpointConfig.session`` makes a new ``aiohttp`` session, with its own
   connection pool, per request). The sessions here share one pool per event
@@ -143,6 +150,7 @@ def install() -> None:
     _share_http_connections()
     _keep_parsed_rules()
     _match_rules_from_the_end()
+    _walk_each_tracker_once()
     logger.debug("Rasa speed-ups installed")
 
 
@@ -304,3 +312,112 @@ def _match_rules_from_the_end() -> None:
 
     _patch(RulePolicy, "_get_possible_keys", get_possible_keys)
     _patch(RulePolicy, "format_tracker_states", staticmethod(format_tracker_states))
+
+
+class _Walk:
+    """Where the replay of one tracker's events for one domain got to (see the module docstring).
+
+    Mirrors ``Domain.states_for_tracker_history`` step by step: ``replay`` is
+    the copy that has seen the first ``seen`` events, ``states`` the states
+    before each action so far, and the two loop variables of the rule-only
+    variant.
+    """
+
+    __slots__ = ("replay", "seen", "first", "last", "loops", "states", "last_ml", "hidden",
+                 "rule_only_data")
+
+    def __init__(self, tracker: Any, rule_only_data: Optional[Dict[Text, Any]]) -> None:
+        self.replay = tracker.init_copy()
+        self.seen = 0
+        self.first = self.last = None
+        self.loops: set = set()
+        self.states: List[Dict[Text, Any]] = []
+        self.last_ml: Any = None
+        self.hidden = False
+        self.rule_only_data = rule_only_data
+
+    def follows(self, events: Any, rule_only_data: Optional[Dict[Text, Any]]) -> bool:
+        """Whether ``events`` still begin with what this walk has seen."""
+        if rule_only_data != self.rule_only_data or len(events) < self.seen:
+            return False
+        return self.seen == 0 or (events[0] is self.first and events[self.seen - 1] is self.last)
+
+
+def _walk_each_tracker_once() -> None:
+    import copy
+    import itertools
+
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import (
+        ActionExecuted,
+        ActionReverted,
+        ActiveLoop,
+        Restarted,
+        SessionStarted,
+        UserUtteranceReverted,
+    )
+
+    rasas = Domain.states_for_tracker_history
+    rewrites = (Restarted, SessionStarted, ActionReverted, UserUtteranceReverted)
+
+    def step(domain: Domain, walk: _Walk, tracker: Any, hide_rule_turn: bool,
+             ignore_rule_only_turns: bool, omit_unset_slots: bool,
+             states: List[Dict[Text, Any]]) -> None:
+        # the body of the loop in Domain.states_for_tracker_history
+        if ignore_rule_only_turns:
+            if not walk.hidden:
+                walk.last_ml = domain._get_prev_action_sub_state(tracker)
+            if not tracker.followup_action and not (
+                    tracker.latest_action_name == tracker.active_loop_name):
+                walk.hidden = hide_rule_turn
+            if walk.hidden:
+                return
+        state = domain.get_active_state(tracker, omit_unset_slots=omit_unset_slots)
+        if ignore_rule_only_turns:
+            domain._remove_rule_only_features(state, walk.rule_only_data)
+            if states:
+                domain._substitute_rule_only_user_input(state, states[-1])
+            if walk.last_ml:
+                state["prev_action"] = walk.last_ml
+        states.append(domain._clean_state(state))
+
+    def states_for_tracker_history(self: Domain, tracker: Any, omit_unset_slots: bool = False,
+                                   ignore_rule_only_turns: bool = False,
+                                   rule_only_data: Optional[Dict[Text, Any]] = None
+                                   ) -> List[Dict[Text, Any]]:
+        walks = tracker.__dict__.setdefault("_crm_walks", {})
+        key = (id(self), omit_unset_slots, ignore_rule_only_turns)
+        events = tracker.events
+        walk = walks.get(key)
+        if walk is None or not walk.follows(events, rule_only_data):
+            walk = _Walk(tracker, copy.deepcopy(rule_only_data))
+            new = tracker.applied_events()  # a fresh walk starts from what Rasa applies
+            walk.loops = {e.name for e in events if isinstance(e, ActiveLoop) and e.name}
+        else:
+            new = list(itertools.islice(events, walk.seen, None))
+            if any(isinstance(e, rewrites)
+                   or (isinstance(e, ActiveLoop) and e.name and e.name not in walk.loops)
+                   or (isinstance(e, ActionExecuted) and e.action_name in walk.loops)
+                   for e in new):  # the past may read differently now: Rasa's way
+                walks.pop(key, None)
+                return rasas(self, tracker, omit_unset_slots, ignore_rule_only_turns,
+                             rule_only_data)
+        walks[key] = walk
+        for event in new:
+            if isinstance(event, ActionExecuted):
+                step(self, walk, walk.replay, event.hide_rule_turn, ignore_rule_only_turns,
+                     omit_unset_slots, walk.states)
+            walk.replay.update(event)
+        walk.seen = len(events)
+        walk.first = events[0] if events else None
+        walk.last = events[-1] if events else None
+        # The state after the last event, on copies of the loop's variables.
+        final = _Walk.__new__(_Walk)
+        final.last_ml, final.hidden, final.rule_only_data = (
+            walk.last_ml, walk.hidden, walk.rule_only_data)
+        states = list(walk.states)
+        step(self, final, walk.replay, False, ignore_rule_only_turns, omit_unset_slots, states)
+        # Callers change the states they get (e.g. drop the intent): fresh dictionaries.
+        return [{kind: dict(sub) for kind, sub in state.items()} for state in states]
+
+    _patch(Domain, "states_for_tracker_history", states_for_tracker_history)

@@ -144,3 +144,50 @@ def test_action_calls_reuse_one_kept_alive_connection():
     answers = asyncio.run(scenario())
     assert [a["echo"] for a in answers] == [0, 1, 2]
     assert len(set(peers)) == 1  # the same client port: the connection was reused
+
+
+def test_states_walked_once_are_the_states_rasa_computes(monkeypatch):
+    """Every event of every conversation test (forms included), then a rewind and a
+    restart: after each one, the kept walk's states equal Rasa's, for each variant."""
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import Restarted, UserUtteranceReverted
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.shared.core.training_data.story_reader.yaml_story_reader import YAMLStoryReader
+
+    from bot import speedups
+
+    root = MODEL.parents[2]
+    domain = Domain.load(str(root / "domain.yml"))
+    steps = YAMLStoryReader(domain).read_from_file(str(root / "tests" / "test_stories.yml"))
+    assert len(steps) > 30
+    speedups.install()
+    ours = Domain.states_for_tracker_history
+    with speedups.rasa_originals():
+        rasas = Domain.states_for_tracker_history
+    assert ours is not rasas
+    walks = []
+
+    class Counted(speedups._Walk):
+        __slots__ = ()
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            walks.append(self)
+
+    monkeypatch.setattr(speedups, "_Walk", Counted)
+    variants = [(False, False, None), (True, False, None),
+                (False, True, {"slots": ["pending_action"], "active_loops": ["address_form"]})]
+    compared = 0
+    for step in steps:
+        tracker = DialogueStateTracker("walk", domain.slots)
+        for event in list(step.events) + [UserUtteranceReverted(), Restarted()]:
+            tracker.update(event)
+            for omit, rule_only, data in variants:
+                got = ours(domain, tracker, omit, rule_only, data)
+                assert got == rasas(domain, tracker, omit, rule_only, data)
+                got[-1].clear()  # what callers do to the states must not reach the walk
+                assert ours(domain, tracker, omit, rule_only, data) == rasas(
+                    domain, tracker, omit, rule_only, data)
+                compared += 1
+    assert compared > 1000
+    assert len(walks) < compared / 2  # of 2 x compared calls: most only stepped on
