@@ -46,6 +46,18 @@ def _conversation(runner, turns=TURNS):
     return asyncio.run(talk())
 
 
+def _ours_and_rasas(owner, name):
+    """The patched attribute and Rasa's own, side by side."""
+    from bot import speedups
+
+    speedups.install()
+    ours = getattr(owner, name)
+    with speedups.rasa_originals():
+        rasas = getattr(owner, name)
+    assert ours is not rasas
+    return ours, rasas
+
+
 def test_sequential_runner_and_rule_matching_give_what_rasa_gives():
     from rasa.engine.runner.dask import DaskGraphRunner
 
@@ -65,14 +77,9 @@ def test_rules_matched_from_the_end_are_the_rules_rasa_finds(monkeypatch):
     """Every rule lookup of a long conversation, ours and Rasa's side by side."""
     from rasa.core.policies.rule_policy import RulePolicy
 
-    from bot import speedups
     from bot.speedups import SequentialGraphRunner
 
-    speedups.install()
-    fast = RulePolicy._get_possible_keys
-    with speedups.rasa_originals():
-        slow = RulePolicy._get_possible_keys
-    assert fast is not slow
+    fast, slow = _ours_and_rasas(RulePolicy, "_get_possible_keys")
     history_lengths = []
 
     def both(self, lookup, states):
@@ -160,11 +167,7 @@ def test_states_walked_once_are_the_states_rasa_computes(monkeypatch):
     domain = Domain.load(str(root / "domain.yml"))
     steps = YAMLStoryReader(domain).read_from_file(str(root / "tests" / "test_stories.yml"))
     assert len(steps) > 30
-    speedups.install()
-    ours = Domain.states_for_tracker_history
-    with speedups.rasa_originals():
-        rasas = Domain.states_for_tracker_history
-    assert ours is not rasas
+    ours, rasas = _ours_and_rasas(Domain, "states_for_tracker_history")
     walks = []
 
     class Counted(speedups._Walk):
