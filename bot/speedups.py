@@ -412,11 +412,9 @@ def _walk_each_tracker_once() -> None:
         walk.first = events[0] if events else None
         walk.last = events[-1] if events else None
         # The state after the last event, on copies of the loop's variables.
-        final = _Walk.__new__(_Walk)
-        final.last_ml, final.hidden, final.rule_only_data = (
-            walk.last_ml, walk.hidden, walk.rule_only_data)
         states = list(walk.states)
-        step(self, final, walk.replay, False, ignore_rule_only_turns, omit_unset_slots, states)
+        step(self, copy.copy(walk), walk.replay, False, ignore_rule_only_turns,
+             omit_unset_slots, states)
         # Callers change the states they get (e.g. drop the intent): fresh dictionaries.
         return [{kind: dict(sub) for kind, sub in state.items()} for state in states]
 
