@@ -11,7 +11,7 @@ Prints one JSON object::
 
 Usage::
 
-    python -m bench.bot_tools --holdout drafts/nlu/test_holdout.yml --data data \
+    python -m bench.bot_tools --holdout tests/data/nlu_holdout.yml --data data \
         [--stories tests/test_stories.yml]
 """
 

@@ -11,7 +11,7 @@ or writes it to ``--out`` (Rasa itself may print).
 Usage::
 
     .venv-bot/bin/python -m bench.profile_nodes MODEL.tar.gz [--turns 200] [--out FILE] \
-        [--holdout drafts/nlu/test_holdout.yml]
+        [--holdout tests/data/nlu_holdout.yml]
 """
 
 import argparse

@@ -81,7 +81,7 @@ logger = logging.getLogger("bench")
 
 CACHE = ROOT / "var" / "bench"
 RESULTS = ROOT / "bench" / "results.json"
-HOLDOUT = ROOT / "drafts" / "nlu" / "test_holdout.yml"
+HOLDOUT = ROOT / "tests" / "data" / "nlu_holdout.yml"
 STORIES = ROOT / "tests" / "test_stories.yml"
 BOTS = ("ours", "stock")
 PLAIN = "ours_rasa_paths"  # ours served by Rasa's own code paths (CRM_RASA_SPEEDUPS=0)

@@ -113,7 +113,7 @@ def test_sentence_vectors_equal_rasas_transform():
     assert len(featurizers) == 2  # words and character n-grams
     root = MODEL.parents[2]
     texts = set(MESSAGES)
-    for path in [root / "data" / "nlu", root / "drafts" / "nlu" / "test_holdout.yml"]:
+    for path in [root / "data" / "nlu", root / "tests" / "data" / "nlu_holdout.yml"]:
         texts |= {m.get(TEXT) for m in load_data(str(path)).training_examples if m.get(TEXT)}
     assert len(texts) > 1000
     compared = 0
