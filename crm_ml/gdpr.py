@@ -45,10 +45,21 @@ from sqlalchemy.orm import Session
 
 from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
+from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
 from crm_ml.db import models as m
 from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.handoff import audit
 from crm_ml.identity import Identity
+
+__all__ = [
+    "chat_actor",
+    "erase",
+    "erase_own_account",
+    "export",
+    "redact_event",
+    "sender_ids",
+    "telegram_chats",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +88,6 @@ def sender_ids(*, session: Session, customer_id: int) -> set[str]:
 def _tracker_engine(url: str | None):  # noqa: ANN202 - SQLAlchemy engine
     url = url or get_settings().tracker_db_url
     return create_engine(url) if url else None
-
-
-OUTBOX_TABLE = "telegram_outbox"
-"""Telegram messages waiting to be sent (``bot.telegram.TelegramOutbox.TABLE``), in the
-tracker store's database: ``id, bot_id, chat_id, method, params (JSON), created_at``."""
-TELEGRAM_PREFIX = "tg:"  # a Telegram conversation's sender id is ``tg:<chat id>``
 
 
 def telegram_chats(senders: set[str]) -> dict[int, str]:
@@ -115,10 +120,11 @@ def _tracker_data(url: str | None, senders: set[str]
                     {"ids": sorted(senders)}).all()
                 events = [{"sender_id": r.sender_id, **json.loads(r.data)} for r in rows]
             chats = telegram_chats(senders)
-            if OUTBOX_TABLE in tables and chats:
+            if TELEGRAM_OUTBOX_TABLE in tables and chats:
                 rows = conn.execute(
-                    text(f"SELECT chat_id, method, params, created_at FROM {OUTBOX_TABLE} "
-                         "WHERE chat_id IN :chats ORDER BY id").bindparams(_expanding("chats")),
+                    text("SELECT chat_id, method, params, created_at "
+                         f"FROM {TELEGRAM_OUTBOX_TABLE} WHERE chat_id IN :chats ORDER BY id"
+                         ).bindparams(_expanding("chats")),
                     {"chats": sorted(chats)}).all()
                 waiting = [{"sender_id": chats[int(r.chat_id)], "method": r.method,
                             "params": _json_or_text(r.params),
@@ -369,12 +375,12 @@ def _erase_conversations(url: str | None, senders: set[str],
                     n += conn.execute(text("DELETE FROM events WHERE sender_id IN :ids")
                                       .bindparams(_expanding("ids")), {"ids": gone}).rowcount
                 counts["tracker_events"] = n
-            if OUTBOX_TABLE in tables and chats:
+            if TELEGRAM_OUTBOX_TABLE in tables and chats:
                 # Every bot's rows: the chat id is the person, whichever bot talks to them.
                 # A running Telegram channel may still count them as waiting: its next
                 # flush finds the chat's queue empty and forgets them.
                 counts["telegram_outbox"] = conn.execute(
-                    text(f"DELETE FROM {OUTBOX_TABLE} WHERE chat_id IN :chats")
+                    text(f"DELETE FROM {TELEGRAM_OUTBOX_TABLE} WHERE chat_id IN :chats")
                     .bindparams(_expanding("chats")), {"chats": chats}).rowcount
         return counts
     finally:
