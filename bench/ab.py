@@ -18,38 +18,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from bench.conversations import conversation, sample_crm
 from bench.loadgen import PhaseResult, run_phase, summarize
-from bench.run import copy_sqlite, cpu_seconds
-from bench.stack import BOT_RASA, ROOT, Processes, Server, endpoints_yaml, free_port, server_env
+from bench.machine import cpu_seconds
+from bench.prepare import copy_sqlite
+from bench.stack import ROOT, Processes, Server, endpoints_yaml, server_env
+
+logger = logging.getLogger(__name__)
 
 
 def start(procs: Processes, name: str, tree: Path, actions_url: str) -> Server:
-    """``rasa run`` from ``tree`` (its code first on the path, its model)."""
+    """``rasa run`` from ``tree`` (its code first on the path, its model and credentials)."""
     wd = procs.workdir / name
     wd.mkdir()
-    endpoints = wd / "endpoints.yml"
-    endpoints.write_text(endpoints_yaml(actions_url, tracker="sqlite", workdir=wd, broker=True))
-    port = free_port()
-    log = procs.workdir / f"{name}.log"
-    proc = subprocess.Popen(
-        [str(BOT_RASA), "run", "--model", str(tree / "models/rasa/crm.tar.gz"),
-         "--endpoints", str(endpoints), "--credentials", str(tree / "credentials.yml"),
-         "--interface", "127.0.0.1", "--port", str(port), "--enable-api"],
-        cwd=tree, env={**procs.env, "PYTHONPATH": str(tree)},
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
-    server = Server(name, f"http://127.0.0.1:{port}", proc, log)
-    procs.started.append(server)
-    return server
+    return procs.rasa(
+        name, tree / "models/rasa/crm.tar.gz",
+        endpoints_yaml(actions_url, tracker="sqlite", workdir=wd, broker=True),
+        wait=False, extra_env={"PYTHONPATH": str(tree)}, cwd=tree)
 
 
 async def main(args: argparse.Namespace) -> None:
+    """Serve every tree, then alternate load phases over them and print one line per tree."""
     wd = Path(tempfile.mkdtemp(prefix="crm-ab-"))
     copy_sqlite(ROOT / "var" / "crm.db", wd / "crm.db")
     url = f"sqlite:///{wd / 'crm.db'}"

@@ -1,7 +1,11 @@
-"""Start and stop the processes a benchmark drives: Rasa servers, action servers, the proxy.
+"""Start and stop the processes a benchmark or a test drives: Rasa, action servers, the proxy.
 
-Every process listens on a free loopback port and logs to a file in the
-benchmark's work directory. The Rasa server is started the way ``make run``
+The one home of the process helpers: ``make bench`` uses them through
+:class:`Processes`, and the end-to-end and trust tests through
+``tests/support/servers.py`` (standard library and httpx only, no pytest).
+
+Every process listens on a free loopback port and logs to a file in a work
+directory. The Rasa server is started the way ``make run``
 starts it (``rasa run`` with the project's ``credentials.yml``), with an
 ``endpoints.yml`` written here: the production one (SQL tracker store in a
 SQLite file, the CRM event broker) or the scaling one (tracker store on
@@ -50,13 +54,13 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300)
     raise TimeoutError(f"{url} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def stop(proc: subprocess.Popen | None) -> None:
-    """Terminate ``proc`` (this benchmark's own child), killing it if it hangs."""
+def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Terminate ``proc`` (a child started here), killing it if it hangs past ``timeout`` s."""
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -71,6 +75,45 @@ def peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def launch(cmd: list[str], log: Path, env: dict[str, str], cwd: Path = ROOT
+           ) -> subprocess.Popen:
+    """Start ``cmd`` in ``cwd`` with its output (stdout and stderr) in ``log``."""
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def actions_command(port: int) -> list[str]:
+    """The action server (rasa-sdk in the app env) on ``port``."""
+    return [str(APP_PY), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)]
+
+
+def rasa_command(model: Path, endpoints: Path, credentials: Path, port: int,
+                 auth_token: str | None = None) -> list[str]:
+    """``rasa run`` (bot env) on loopback ``port`` with the HTTP API enabled.
+
+    Args:
+        model: The trained Rasa model.
+        endpoints: The ``endpoints.yml`` file.
+        credentials: The ``credentials.yml`` file (the channels).
+        port: The port to listen on.
+        auth_token: The token the HTTP API asks for (``?token=``); none by default.
+    """
+    cmd = [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
+           "--credentials", str(credentials), "--interface", "127.0.0.1",
+           "--port", str(port), "--enable-api"]
+    if auth_token:
+        cmd += ["--auth-token", auth_token]
+    return cmd
+
+
+def start_actions(port: int, env: dict[str, str], log: Path, timeout: float = 60
+                  ) -> subprocess.Popen:
+    """Start an action server on ``port`` and wait until its ``/health`` answers."""
+    proc = launch(actions_command(port), log, env)
+    wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=timeout)
+    return proc
 
 
 def endpoints_yaml(actions_url: str, *, tracker: str, workdir: Path, broker: bool = True,
@@ -115,6 +158,7 @@ class Server:
     log: Path
 
     def peak_rss_mb(self) -> float | None:
+        """Peak resident memory of the process in MiB (None once it is gone)."""
         return peak_rss_mb(self.proc.pid)
 
 
@@ -126,49 +170,52 @@ class Processes:
     env: dict[str, str]
     started: list[Server] = field(default_factory=list)
 
-    def _popen(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None
-               ) -> tuple[subprocess.Popen, Path]:
+    def _start(self, name: str, cmd: list[str], port: int,
+               extra_env: dict[str, str] | None = None, cwd: Path = ROOT) -> Server:
         log = self.workdir / f"{name}.log"
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})},
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)
-        return proc, log
+        proc = launch(cmd, log, {**self.env, **(extra_env or {})}, cwd)
+        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
+        self.started.append(server)
+        return server
 
     def actions(self, name: str, extra_env: dict[str, str] | None = None) -> Server:
         """Start an action server (rasa-sdk, app env) and wait for it."""
         port = free_port()
-        proc, log = self._popen(name, [str(APP_PY), "-m", "rasa_sdk", "--actions", "actions",
-                                       "--port", str(port)], extra_env)
-        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
-        self.started.append(server)
-        wait_http(f"{server.url}/health", proc, log, timeout=120)
+        server = self._start(name, actions_command(port), port, extra_env)
+        wait_http(f"{server.url}/health", server.proc, server.log, timeout=120)
         return server
 
     def rasa(self, name: str, model: Path, endpoints: str, wait: bool = True,
-             extra_env: dict[str, str] | None = None, stock_channels: bool = False
-             ) -> Server:
+             extra_env: dict[str, str] | None = None, stock_channels: bool = False,
+             cwd: Path = ROOT) -> Server:
         """Start ``rasa run`` with ``model`` and the given endpoints file text.
 
-        ``stock_channels``: Rasa's own REST channel instead of the project's
-        ``credentials.yml`` (the baseline runs stock parts where it can).
+        Args:
+            name: The server's name (its log is ``<workdir>/<name>.log``).
+            model: The trained Rasa model.
+            endpoints: The text of its ``endpoints.yml``.
+            wait: Whether to wait until the model answers ``/model/parse``.
+            extra_env: Variables on top of :attr:`env`.
+            stock_channels: Rasa's own REST channel instead of the project's
+                ``credentials.yml`` (the baseline runs stock parts where it can).
+            cwd: The source tree it runs in; its ``credentials.yml`` is used
+                (another checkout for an A/B, with its code on ``PYTHONPATH``).
         """
         port = free_port()
         path = self.workdir / f"{name}.endpoints.yml"
         path.write_text(endpoints)
-        credentials = ROOT / "credentials.yml"
+        credentials = cwd / "credentials.yml"
         if stock_channels:
             credentials = self.workdir / f"{name}.credentials.yml"
             credentials.write_text("rest:\n")
-        proc, log = self._popen(name, [
-            str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(path),
-            "--credentials", str(credentials), "--interface", "127.0.0.1",
-            "--port", str(port), "--enable-api"], extra_env)
-        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
-        self.started.append(server)
+        server = self._start(name, rasa_command(model, path, credentials, port), port,
+                             extra_env, cwd)
         if wait:
             self.wait(server)
         return server
 
     def wait(self, server: Server) -> None:
+        """Wait until ``server`` (a Rasa server) answers and its model parses."""
         wait_http(f"{server.url}/", server.proc, server.log, timeout=600)
         # ``/`` answers before the model is in place on a slow start; the parse
         # endpoint only works once it is.
@@ -191,18 +238,18 @@ class Processes:
         cmd = [str(APP_PY), "-m", "bench.proxy", "--port", str(port)]
         for b in backends:
             cmd += ["--backend", b.url.removeprefix("http://")]
-        proc, log = self._popen(name, cmd)
-        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
-        self.started.append(server)
-        wait_http(f"{server.url}/", proc, log, timeout=60)
+        server = self._start(name, cmd, port)
+        wait_http(f"{server.url}/", server.proc, server.log, timeout=60)
         return server
 
     def stop(self, server: Server) -> None:
+        """Stop one server started here."""
         stop(server.proc)
         if server in self.started:
             self.started.remove(server)
 
     def stop_all(self) -> None:
+        """Stop every server still running, the last started first."""
         for server in reversed(list(self.started)):
             self.stop(server)
 

@@ -1,9 +1,12 @@
-"""Start the real Rasa server and action server on loopback for end-to-end tests."""
+"""Start the real Rasa server and action server on loopback for end-to-end tests.
+
+The process helpers (free ports, starting Rasa and the action server, waiting
+for health, stopping) live in :mod:`bench.stack`, shared with ``make bench``.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,11 +16,22 @@ from pathlib import Path
 
 import httpx
 
+from bench.stack import (
+    APP_PY,
+    ROOT,
+    endpoints_yaml,
+    free_port,
+    launch,
+    rasa_command,
+    start_actions,
+    stop,
+    wait_http,
+)
 from crm_ml.identity import sign
 
-ROOT = Path(__file__).resolve().parents[2]
-APP_PY = ROOT / ".venv" / "bin" / "python"
-BOT_RASA = ROOT / ".venv-bot" / "bin" / "rasa"
+__all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "assistant", "eventually",
+           "free_port", "start_actions", "stop", "wait_http"]
+
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
 # The Rasa HTTP API (/conversations/...) answers only with ?token=API_TOKEN.
 API_TOKEN = "e2e-rasa-api-token"
@@ -35,37 +49,6 @@ def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: AN
         if found or time.monotonic() > deadline:
             return found
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    """Wait until ``url`` answers 200, failing early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -86,9 +69,8 @@ class Stack:
         """Stop the Rasa server and start it again on the same port (same tracker store)."""
         stop(self.rasa)
         log = self.workdir / "rasa-restarted.log"
-        self.rasa = subprocess.Popen(self.rasa_cmd or [], cwd=ROOT, env=self.env,
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
-        wait_http(f"{self.rasa_url}/", self.rasa, log)
+        self.rasa = launch(self.rasa_cmd or [], log, self.env or {})
+        wait_http(f"{self.rasa_url}/", self.rasa, log, timeout=240)
 
     def agent(self, method: str, path: str, agent: str = "agent:1", **kwargs) -> httpx.Response:
         """Call the console API signed as ``agent``."""
@@ -106,15 +88,6 @@ class Stack:
         return r.json()
 
 
-def start_actions(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [str(APP_PY), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=60)
-    return proc
-
-
 @contextmanager
 def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = None,
               model: Path = RASA_MODEL, console: bool = False,
@@ -127,34 +100,26 @@ def assistant(workdir: Path, crm_url: str, extra_env: dict[str, str] | None = No
     env = {**os.environ, "CRM_DATABASE_URL": crm_url, "RASA_TELEMETRY_ENABLED": "false",
            "CRM_TRACKER_DB_URL": f"sqlite:///{workdir / 'tracker.db'}", **(extra_env or {})}
     endpoints = workdir / "endpoints.yml"
-    endpoints.write_text(
-        f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
-        f'tracker_store:\n  type: bot.tracker_store.CRMTrackerStore\n  dialect: "sqlite"\n'
-        f'  db: "{workdir / "tracker.db"}"\n'
-        f'event_broker:\n  type: bot.broker.CRMEventBroker\n'
-    )
+    endpoints.write_text(endpoints_yaml(f"http://127.0.0.1:{actions_port}/webhook",
+                                        tracker="sqlite", workdir=workdir, broker=True))
     actions_log, rasa_log = workdir / "actions.log", workdir / "rasa.log"
     actions = start_actions(actions_port, env, actions_log)
-    rasa_cmd = [str(BOT_RASA), "run", "--model", str(model), "--endpoints", str(endpoints),
-                "--credentials", str(credentials or ROOT / "credentials.yml"),
-                "--interface", "127.0.0.1", "--port", str(rasa_port), "--enable-api",
-                "--auth-token", API_TOKEN]
-    rasa = subprocess.Popen(rasa_cmd, cwd=ROOT, env=env, stdout=rasa_log.open("w"),
-                            stderr=subprocess.STDOUT)
+    rasa_cmd = rasa_command(model, endpoints, credentials or ROOT / "credentials.yml",
+                            rasa_port, auth_token=API_TOKEN)
+    rasa = launch(rasa_cmd, rasa_log, env)
     stack = Stack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{actions_port}",
                   workdir, rasa, actions, env=env, rasa_cmd=rasa_cmd)
     try:
         if console:
             console_port = free_port()
             console_log = workdir / "console.log"
-            stack.console = subprocess.Popen(
+            stack.console = launch(
                 [str(APP_PY), "-m", "uvicorn", "console.app:app", "--ws", "none",
                  "--host", "127.0.0.1", "--port", str(console_port)],
-                cwd=ROOT, env={**env, "CRM_RASA_URL": stack.rasa_url},
-                stdout=console_log.open("w"), stderr=subprocess.STDOUT)
+                console_log, {**env, "CRM_RASA_URL": stack.rasa_url})
             stack.console_url = f"http://127.0.0.1:{console_port}"
             wait_http(f"{stack.console_url}/health", stack.console, console_log, timeout=60)
-        wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, rasa_log)
+        wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, rasa_log, timeout=240)
         yield stack
     finally:
         # Tests may restart a process: stop whatever the stack holds now.
