@@ -24,17 +24,15 @@ the CRM the same recipe is refitted with every snapshot shifted 90 days later
 (the newest labels), then applied at ``score_cutoff``.
 
 Reasons: per feature group, the change in log-odds when the customer's values
-are replaced by the typical customer's (see :func:`crm_ml.scoring.group_contributions`);
+are replaced by the typical customer's (see :func:`crm_ml.classifiers.group_contributions`);
 ``churn_scores.reasons`` holds ``{"text", "effect", "weight"}`` dicts like
 ``lead_scores``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +46,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from crm_ml.features import churn as fc
-from crm_ml.scoring import (
+from crm_ml.classifiers import (
     N_REASONS,
     OOFCalibratedClassifier,
     binary_metrics,
@@ -57,14 +54,35 @@ from crm_ml.scoring import (
     group_contributions,
     pick_reasons,
 )
+from crm_ml.features import churn as fc
+from crm_ml.features.churn import read_orders
+from crm_ml.outputs import write_churn_scores
+from crm_ml.training import Progress, training
+
+__all__ = [
+    "CANDIDATES",
+    "MODEL_NAME",
+    "MONOTONE",
+    "N_SNAPSHOTS",
+    "STEP_DAYS",
+    "ChurnModel",
+    "Progress",
+    "compute_churn_scores",
+    "cutoffs",
+    "evaluate",
+    "fit_and_evaluate",
+    "fit_final",
+    "load_latest",
+    "read_orders",
+    "train_and_store",
+    "write_churn_scores",
+]
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "churn"
 N_SNAPSHOTS = 9
 STEP_DAYS = 30
-
-Progress = Callable[[str], None]
 
 
 def _signed_log1p(a: np.ndarray) -> np.ndarray:
@@ -114,7 +132,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         random_state: Seed.
 
     Attributes:
-        model_: The chosen :class:`crm_ml.scoring.OOFCalibratedClassifier`.
+        model_: The chosen :class:`crm_ml.classifiers.OOFCalibratedClassifier`.
         estimator_name_: Its name.
         cv_auc_: Out-of-fold AUC of each candidate.
         threshold_: Youden-optimal threshold on out-of-fold probabilities.
@@ -319,80 +337,6 @@ def compute_churn_scores(model: ChurnModel, orders: pd.DataFrame, cutoff: pd.Tim
 
 # --------------------------------------------------------------------------- the CRM
 
-def read_orders(*, session: Any) -> pd.DataFrame:
-    """Sales and cancellations of the CRM, one row per order.
-
-    ``amount`` is the sum of ``|quantity * unit_price|`` over the order's lines
-    (for sales only lines with a positive quantity and price).
-
-    Args:
-        session: An open session (the caller owns the transaction).
-
-    Returns:
-        A frame with :data:`crm_ml.features.churn.ORDER_COLUMNS`.
-    """
-    from sqlalchemy import Float, and_, func, or_, select
-
-    from crm_ml.db.models import Order, OrderLine
-
-    amount = func.sum(func.abs(OrderLine.quantity * OrderLine.unit_price), type_=Float)
-    stmt = (
-        select(Order.id, Order.customer_id, Order.invoiced_at, Order.kind, amount)
-        .join(OrderLine, OrderLine.order_id == Order.id)
-        .where(Order.customer_id.is_not(None),
-               Order.kind.in_([fc.SALE, fc.CANCELLATION]),
-               or_(Order.kind == fc.CANCELLATION,
-                   and_(OrderLine.quantity > 0, OrderLine.unit_price > 0)))
-        .group_by(Order.id, Order.customer_id, Order.invoiced_at, Order.kind)
-    )
-    rows = session.execute(stmt).all()
-    df = pd.DataFrame(rows, columns=fc.ORDER_COLUMNS)
-    if df.empty:
-        return pd.DataFrame({"invoice": pd.Series(dtype=object),
-                             "customer_id": pd.Series(dtype="int64"),
-                             "invoiced_at": pd.Series(dtype="datetime64[us]"),
-                             "kind": pd.Series(dtype=object),
-                             "amount": pd.Series(dtype=float)})
-    df["amount"] = df["amount"].astype(float)
-    df["invoiced_at"] = pd.to_datetime(df["invoiced_at"])
-    logger.info("read_orders: %d orders", len(df))
-    return fc.to_orders(df)
-
-
-def write_churn_scores(*, session: Any, scores: Sequence[Mapping[str, Any]],
-                       model_version: str) -> int:
-    """Replace ``churn_scores`` with ``scores`` for customers the CRM holds.
-
-    Returns:
-        Rows written.
-    """
-    from sqlalchemy import delete, insert, select
-
-    from crm_ml.db.models import ChurnScore, Customer
-
-    known = set(session.execute(select(Customer.id)).scalars())
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = [{"customer_id": s["customer_id"], "probability": s["probability"],
-             "reasons": s["reasons"], "model_version": model_version, "scored_at": now}
-            for s in scores if s["customer_id"] in known]
-    if len(rows) < len(scores):
-        logger.warning("churn: %d scored customers are not in the customers table",
-                       len(scores) - len(rows))
-    session.execute(delete(ChurnScore))
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(ChurnScore), rows[start:start + 5000])
-    return len(rows)
-
-
-def _orders_hash(orders: pd.DataFrame) -> str:
-    import hashlib
-
-    cols = fc.ORDER_COLUMNS
-    digest = pd.util.hash_pandas_object(orders[cols].sort_values(["invoiced_at", "invoice"]),
-                                        index=False)
-    return hashlib.sha256(digest.to_numpy().tobytes()).hexdigest()
-
-
 def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
                     progress: Progress | None = None) -> dict[str, float]:
     """Evaluate on the held-out snapshot, refit on the newest, score every customer.
@@ -409,38 +353,20 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
     Returns:
         ``{auc, accuracy, precision, recall, f1}`` on the held-out snapshot.
     """
-    from threadpoolctl import threadpool_limits
-
-    from crm_ml import registry
-    from crm_ml.db import session_scope
-
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    with session_scope(url) as s:
-        orders = read_orders(session=s)
-    source = "crm"
-    if orders.empty:
-        from crm_ml.datasets import read_online_retail
-
-        logger.warning("churn: the CRM has no orders; training on the Online Retail II files")
-        orders = fc.orders_from_retail(read_online_retail())
-        source = "online_retail_ii files"
-    say(f"churn: {len(orders)} orders from the {source}")
-    with threadpool_limits(limits=1):
-        say("churn: fitting on the training snapshots, evaluating on the held-out one")
+    with training(MODEL_NAME, url=url, models_dir=models_dir, progress=progress) as run:
+        orders, source = fc.load_orders(url, run.say, "churn")
+        run.say("churn: fitting on the training snapshots, evaluating on the held-out one")
         _model, metrics, info = fit_and_evaluate(orders)
-        say("churn: refitting on the newest snapshots")
+        run.say("churn: refitting on the newest snapshots")
         final, score_cutoff = fit_final(orders, estimator=info["estimator"])
         scores = compute_churn_scores(final, orders, score_cutoff)
-    params = {**info, "orders_source": source, "score_cutoff": str(score_cutoff.date()),
-              "horizon_days": fc.HORIZON_DAYS, "final_estimator": final.estimator_name_,
-              "final_threshold": final.threshold_,
-              "seconds": round(time.perf_counter() - start, 1)}
-    with session_scope(url) as s:
-        saved = registry.save(MODEL_NAME, final, metrics=metrics, data_hash=_orders_hash(orders),
-                              params=params, models_dir=models_dir, session=s)
-        n = write_churn_scores(session=s, scores=scores, model_version=saved.version)
-    say(f"churn: {n} churn scores written (version {saved.version})")
+        params = {**info, "orders_source": source, "score_cutoff": str(score_cutoff.date()),
+                  "horizon_days": fc.HORIZON_DAYS, "final_estimator": final.estimator_name_,
+                  "final_threshold": final.threshold_, "seconds": run.seconds}
+        saved, n = run.store(final, metrics=metrics, data_hash=fc.orders_hash(orders),
+                             params=params, write=lambda s, version: write_churn_scores(
+                                 session=s, scores=scores, model_version=version))
+        run.say(f"churn: {n} churn scores written (version {saved.version})")
     return metrics
 
 

@@ -18,7 +18,7 @@ amount       value of the row; cancellations may be negative (sign ignored)
 ============ =============================================================
 
 :func:`crm_ml.features.transactions.read_transactions` (sales lines) and
-:func:`crm_ml.churn.read_orders` (sales and cancellations, one row per order)
+:func:`read_orders` (sales and cancellations, one row per order)
 both give this shape; :func:`orders_from_retail` builds it from the raw
 Online Retail II rows.
 
@@ -32,12 +32,31 @@ cancellation features.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from crm_ml.features.transactions import is_product_code
+from crm_ml.features.transactions import crm_or_files, is_product_code
+
+__all__ = [
+    "CANCELLATION",
+    "FEATURES",
+    "GROUPS",
+    "HORIZON_DAYS",
+    "ORDER_COLUMNS",
+    "SALE",
+    "build_features",
+    "build_labels",
+    "build_snapshots",
+    "describe",
+    "load_orders",
+    "orders_from_retail",
+    "orders_hash",
+    "read_orders",
+    "to_orders",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +155,75 @@ def to_orders(tx: pd.DataFrame) -> pd.DataFrame:
         "amount": g["amount"].sum().to_numpy(dtype=float),
     })
     return out.sort_values(["invoiced_at", "invoice"], kind="stable").reset_index(drop=True)
+
+
+def read_orders(*, session: Any) -> pd.DataFrame:
+    """Sales and cancellations of the CRM, one row per order.
+
+    ``amount`` is the sum of ``|quantity * unit_price|`` over the order's lines
+    (for sales only lines with a positive quantity and price).
+
+    Args:
+        session: An open session (the caller owns the transaction).
+
+    Returns:
+        A frame with :data:`ORDER_COLUMNS`.
+    """
+    from sqlalchemy import Float, and_, func, or_, select
+
+    from crm_ml.db.models import Order, OrderLine
+
+    amount = func.sum(func.abs(OrderLine.quantity * OrderLine.unit_price), type_=Float)
+    stmt = (
+        select(Order.id, Order.customer_id, Order.invoiced_at, Order.kind, amount)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .where(Order.customer_id.is_not(None),
+               Order.kind.in_([SALE, CANCELLATION]),
+               or_(Order.kind == CANCELLATION,
+                   and_(OrderLine.quantity > 0, OrderLine.unit_price > 0)))
+        .group_by(Order.id, Order.customer_id, Order.invoiced_at, Order.kind)
+    )
+    rows = session.execute(stmt).all()
+    df = pd.DataFrame(rows, columns=ORDER_COLUMNS)
+    if df.empty:
+        return pd.DataFrame({"invoice": pd.Series(dtype=object),
+                             "customer_id": pd.Series(dtype="int64"),
+                             "invoiced_at": pd.Series(dtype="datetime64[us]"),
+                             "kind": pd.Series(dtype=object),
+                             "amount": pd.Series(dtype=float)})
+    df["amount"] = df["amount"].astype(float)
+    df["invoiced_at"] = pd.to_datetime(df["invoiced_at"])
+    logger.info("read_orders: %d orders", len(df))
+    return to_orders(df)
+
+
+def load_orders(url: str | None, say: Callable[[str], None],
+                what: str = "churn") -> tuple[pd.DataFrame, str]:
+    """Read the CRM's orders, or build them from the Online Retail II files when it has none.
+
+    Args:
+        url: CRM database URL.
+        say: Progress callback.
+        what: Name of the model, for messages.
+
+    Returns:
+        The order table and where it came from (``"crm"`` or the files).
+    """
+    orders, source = crm_or_files(url, lambda s: read_orders(session=s), orders_from_retail)
+    if source != "crm":
+        logger.warning("%s: the CRM has no orders; training on the Online Retail II files", what)
+    say(f"{what}: {len(orders)} orders from the {source}")
+    return orders, source
+
+
+def orders_hash(orders: pd.DataFrame) -> str:
+    """Return a sha256 of an order table, used as the churn model's data hash."""
+    import hashlib
+
+    cols = ORDER_COLUMNS
+    digest = pd.util.hash_pandas_object(orders[cols].sort_values(["invoiced_at", "invoice"]),
+                                        index=False)
+    return hashlib.sha256(digest.to_numpy().tobytes()).hexdigest()
 
 
 def _days(delta: pd.Series) -> np.ndarray:

@@ -27,12 +27,33 @@ from the raw files without a CRM.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "NON_PRODUCT_CODES",
+    "NON_PRODUCT_PREFIXES",
+    "ONLINE_RETAIL_FILES",
+    "TRANSACTION_COLUMNS",
+    "clean_online_retail",
+    "complete_weeks",
+    "crm_or_files",
+    "is_product_code",
+    "load_transactions",
+    "read_transactions",
+    "reference_date",
+    "rfm_table",
+    "transactions_hash",
+    "weekly_revenue",
+]
+
 logger = logging.getLogger(__name__)
+
+#: Where the training data came from when the CRM had none (recorded in ``params``).
+ONLINE_RETAIL_FILES = "online_retail_ii files"
 
 TRANSACTION_COLUMNS = [
     "invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price", "amount",
@@ -161,6 +182,50 @@ def read_transactions(session: Any, *, since: Any | None = None) -> pd.DataFrame
                                strict=True)))
     logger.info("read_transactions: %d lines", len(df))
     return _typed(df)
+
+
+def crm_or_files(url: str | None, read: Callable[[Any], pd.DataFrame],
+                 from_files: Callable[[pd.DataFrame], pd.DataFrame]) -> tuple[pd.DataFrame, str]:
+    """Read a table from the CRM, or build it from the Online Retail II files if it is empty.
+
+    Args:
+        url: CRM database URL (None: the configured CRM).
+        read: Reads the table in an open session (``read(session)``).
+        from_files: Builds the same table from :func:`crm_ml.datasets.read_online_retail`.
+
+    Returns:
+        The table and where it came from: ``"crm"`` or :data:`ONLINE_RETAIL_FILES`.
+    """
+    from crm_ml.db import session_scope
+
+    with session_scope(url) as s:
+        table = read(s)
+    if not table.empty:
+        return table, "crm"
+    from crm_ml.datasets import read_online_retail
+
+    return from_files(read_online_retail()), ONLINE_RETAIL_FILES
+
+
+def load_transactions(url: str | None, say: Callable[[str], None],
+                      what: str) -> tuple[pd.DataFrame, str]:
+    """Read the CRM's transactions, or the Online Retail II files when the CRM has none.
+
+    Args:
+        url: CRM database URL.
+        say: Progress callback.
+        what: Name of the model, for messages.
+
+    Returns:
+        The transaction table and where it came from (``"crm"`` or the files).
+    """
+    tx, source = crm_or_files(url, read_transactions, clean_online_retail)
+    if source == "crm":
+        say(f"{what}: {len(tx):,} sold lines from the CRM")
+    else:
+        logger.warning("%s: the CRM has no sales; training on the Online Retail II files", what)
+        say(f"{what}: {len(tx):,} sold lines from the Online Retail II files (CRM empty)")
+    return tx, source
 
 
 def transactions_hash(df: pd.DataFrame) -> str:
