@@ -9,7 +9,10 @@ HMAC-SHA256 of the user under ``CRM_IDENTITY_SECRET``, as in DESIGN.md):
 * ``POST /api/escalations/{id}/resolve``    hands the conversation back to the bot
 * ``POST /api/agents/heartbeat``            the agent is online
 
-Replies and resumes go to the Rasa server's signed ``handoff`` channel.
+The CRM side of a reply or a resolution is :func:`crm_ml.handoff.reply_to_escalation`
+and :func:`crm_ml.handoff.resolve_escalation` (the pages call them too); replies
+and resumes then go to the Rasa server's signed ``handoff`` channel
+(:func:`rasa_handoff`).
 """
 
 from __future__ import annotations
@@ -21,36 +24,33 @@ import logging
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
 
-from crm_ml import handoff
+from console.dependencies import AgentIdentity
+from crm_ml import agents, handoff
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable, NotFound
-from crm_ml.identity import Identity, from_metadata
+
+__all__ = [
+    "EscalationId",
+    "ReplyIn",
+    "crm_call",
+    "heartbeat",
+    "list_escalations",
+    "rasa_handoff",
+    "read_escalation",
+    "reply",
+    "resolve",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 
-
-def require_agent(
-    x_crm_user: Annotated[str | None, Header()] = None,
-    x_crm_sig: Annotated[str | None, Header()] = None,
-) -> Identity:
-    """The signed agent calling the API; 401 without a valid signature, 403 for non-agents."""
-    identity = from_metadata({"auth": {"user": x_crm_user, "sig": x_crm_sig}},
-                             get_settings().identity_secret)
-    if identity.number is None:
-        raise HTTPException(401, "sign in as an agent")
-    if identity.role != "agent":
-        raise HTTPException(403, "agents only")
-    return identity
-
-
-Agent = Annotated[Identity, Depends(require_agent)]
 # A SQL integer: 99999999999999999999 in the URL was an OverflowError (a 500) in SQLite.
 EscalationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -97,7 +97,7 @@ def rasa_handoff(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/escalations")
-def list_escalations(agent: Agent, status: str = "open") -> list[dict[str, Any]]:
+def list_escalations(agent: AgentIdentity, status: str = "open") -> list[dict[str, Any]]:
     if status not in {"open", "ticket", "resolved"}:
         raise HTTPException(422, "status is open, ticket or resolved")
 
@@ -109,7 +109,7 @@ def list_escalations(agent: Agent, status: str = "open") -> list[dict[str, Any]]
 
 
 @router.get("/escalations/{escalation_id}")
-def read_escalation(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]:
+def read_escalation(escalation_id: EscalationId, agent: AgentIdentity) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         with session_scope() as s:
             esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
@@ -121,28 +121,27 @@ def read_escalation(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]
 
 
 @router.post("/escalations/{escalation_id}/reply")
-def reply(escalation_id: EscalationId, body: ReplyIn, agent: Agent) -> dict[str, Any]:
-    def find() -> str:
+def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> dict[str, Any]:
+    def run() -> str:
         with session_scope() as s:
-            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
-            if esc.status == "resolved":
-                raise HTTPException(409, "this conversation is already resolved")
-            handoff.audit(session=s, actor=agent.user, action="reply",
-                          entity="escalations", entity_id=str(esc.id))
-            return esc.sender_id
+            return handoff.reply_to_escalation(session=s, escalation_id=escalation_id,
+                                               agent=agent.user)
 
-    sender = crm_call(find)
+    try:
+        sender = crm_call(run)
+    except handoff.AlreadyResolved as exc:
+        raise HTTPException(409, "this conversation is already resolved") from exc
     result = rasa_handoff("reply", {"sender_id": sender, "text": body.text,
                                     "agent": agent.user})
     return {"delivered": result.get("status")}
 
 
 @router.post("/escalations/{escalation_id}/resolve")
-def resolve(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]:
+def resolve(escalation_id: EscalationId, agent: AgentIdentity) -> dict[str, Any]:
     def run() -> str:
         with session_scope() as s:
-            return handoff.resolve(session=s, escalation_id=escalation_id,
-                                   agent=agent.user).sender_id
+            return handoff.resolve_escalation(session=s, escalation_id=escalation_id,
+                                              agent=agent.user, again=True)
 
     sender = crm_call(run)
     result = rasa_handoff("resume", {"sender_id": sender, "agent": agent.user})
@@ -150,11 +149,10 @@ def resolve(escalation_id: EscalationId, agent: Agent) -> dict[str, Any]:
 
 
 @router.post("/agents/heartbeat")
-def heartbeat(agent: Agent) -> dict[str, Any]:
+def heartbeat(agent: AgentIdentity) -> dict[str, Any]:
     def run() -> int:
         with session_scope() as s:
-            handoff.ensure_agent(session=s, agent_id=agent.number or 0)
-            handoff.mark_agent_seen(session=s, agent_id=agent.number or 0)
+            agents.heartbeat(session=s, agent_id=agent.number or 0)
             return handoff.agents_online(session=s)
 
     return {"online": crm_call(run)}

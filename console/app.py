@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,7 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from console import pages
 from console.api import router as api_router
-from console.auth import Forbidden, LoginRequired, SessionMiddleware, Viewer, current_viewer
+from console.auth import Forbidden, LoginRequired, SessionMiddleware
+from console.dependencies import AgentViewer
+
+__all__ = ["STATIC", "app", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +66,11 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/api/openapi.json", include_in_schema=False)
-    def openapi(viewer: Annotated[Viewer, Depends(current_viewer)]) -> dict[str, Any]:
+    def openapi(viewer: AgentViewer) -> dict[str, Any]:
         return app.openapi()
 
     @app.get("/api/docs", include_in_schema=False)
-    def docs(viewer: Annotated[Viewer, Depends(current_viewer)]) -> HTMLResponse:
+    def docs(viewer: AgentViewer) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/api/openapi.json",
                                    title=f"{app.title}: API")
 

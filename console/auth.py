@@ -1,8 +1,8 @@
-"""Console sign-in: agents' passwords, signed session cookies, CSRF tokens.
+"""Console sign-in: signed session cookies, CSRF tokens, and the count of wrong passwords.
 
-* Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (``hashlib.scrypt``,
-  16 MiB of memory per guess); placeholder agents created by the API's heartbeat
-  have the hash ``!`` and cannot sign in.
+Agents' accounts and password hashes live in the CRM (:mod:`crm_ml.agents`);
+who is signed in is decided in :mod:`console.dependencies`. Here:
+
 * The session is a cookie signed with itsdangerous under ``CRM_CONSOLE_SECRET``,
   or, when that is unset, a key derived from ``CRM_IDENTITY_SECRET``. Without
   either secret nobody can sign in: the console refuses to start sessions.
@@ -12,14 +12,10 @@
 * Five wrong passwords for a username lock it for 15 minutes; the counter
   (:class:`FailedSignIns`) keeps a bounded number of names, so a flood of made-up
   usernames cannot exhaust the memory, nor unlock a real one.
-
-Command-line entry points (``crm-ml agents add``, ``make demo``) call
-:func:`create_agent` and :func:`ensure_demo_agent`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -28,32 +24,49 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import func, select
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
+from crm_ml import agents
+from crm_ml.agents import MAX_USERNAME
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
-from crm_ml.db import session_scope
-from crm_ml.handoff import audit
-from crm_ml.identity import Identity, from_metadata, parse_user, sign
+
+if TYPE_CHECKING:
+    from console.dependencies import Viewer
+
+__all__ = [
+    "FAILURE_WINDOW",
+    "MAX_FAILURES",
+    "MAX_TRACKED_NAMES",
+    "SESSION_COOKIE",
+    "SESSION_MAX_AGE",
+    "ConsoleSession",
+    "FailedSignIns",
+    "Forbidden",
+    "LoginRequired",
+    "SessionMiddleware",
+    "authenticate",
+    "check_csrf",
+    "get_session",
+    "password_fingerprint",
+    "session_secret",
+    "too_many_failures",
+]
 
 logger = logging.getLogger(__name__)
 
+# --- kept for tests/e2e and tests/trust until their imports move to crm_ml.agents ---
+from crm_ml.agents import create_agent, set_password  # noqa: E402,F401  (re-export)
+
 SESSION_COOKIE = "crm_console"
 SESSION_MAX_AGE = 12 * 3600
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
-MIN_PASSWORD = 8
-DEMO_AGENT_USERNAME = "agent"
-DEMO_AGENT_PASSWORD = "demo-agent"
 MAX_FAILURES, FAILURE_WINDOW = 5, 15 * 60
 MAX_TRACKED_NAMES = 10_000  # usernames with recent wrong passwords kept in memory (each map)
-MAX_USERNAME = 64
 
 
 class LoginRequired(Exception):
@@ -66,120 +79,6 @@ class Forbidden(Exception):
     def __init__(self, message: str = "This page is for support agents only.") -> None:
         super().__init__(message)
         self.message = message
-
-
-# --- passwords -------------------------------------------------------------------
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """Hash ``password`` with scrypt and a random salt."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=SCRYPT_LEN, maxmem=64 * 1024 * 1024)
-    b64 = base64.urlsafe_b64encode
-    return (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
-            f"{b64(salt).decode()}${b64(digest).decode()}")
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches ``stored`` (constant time; False for placeholders)."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.urlsafe_b64decode(digest)
-        got = hashlib.scrypt(password.encode(), salt=base64.urlsafe_b64decode(salt), n=int(n),
-                             r=int(r), p=int(p), dklen=len(expected), maxmem=64 * 1024 * 1024)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, expected)
-
-
-_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
-
-
-def _check_new_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
-
-
-def create_agent(username: str, name: str, password: str, *, url: str | None = None) -> int:
-    """Create a console agent who signs in with ``username`` and ``password``.
-
-    Returns:
-        The agent's number (their identity is ``agent:<number>``).
-
-    Raises:
-        ValueError: the username is taken or invalid, or the password is too short.
-    """
-    username = username.strip().lower()
-    if not username or len(username) > MAX_USERNAME or not username.replace("-", "").replace(
-            "_", "").replace(".", "").isalnum():
-        raise ValueError("the username takes letters, digits, '.', '-' and '_' (1-64)")
-    _check_new_password(password)
-    with session_scope(url) as s:
-        if s.scalar(select(m.Agent.id).where(m.Agent.username == username)) is not None:
-            raise ValueError(f"an agent called {username!r} exists already")
-        # Explicit id: placeholder agents (API heartbeats) are inserted with their own
-        # number, which PostgreSQL's sequence does not know about.
-        next_id = (s.scalar(select(func.max(m.Agent.id))) or 0) + 1
-        agent = m.Agent(id=next_id, username=username, name=name.strip() or username,
-                        password_hash=hash_password(password))
-        s.add(agent)
-        s.flush()
-        audit(session=s, actor="console", action="create_agent", entity="agents",
-              entity_id=str(agent.id), details={"username": username})
-        logger.info("created agent %s (agent:%d)", username, agent.id)
-        return agent.id
-
-
-def set_password(username: str, password: str, *, url: str | None = None) -> None:
-    """Give an existing agent a new password (signs their old sessions out).
-
-    Raises:
-        ValueError: no such agent, or the password is too short.
-    """
-    _check_new_password(password)
-    with session_scope(url) as s:
-        agent = s.scalar(select(m.Agent).where(m.Agent.username == username.strip().lower()))
-        if agent is None:
-            raise ValueError(f"no agent called {username!r}")
-        agent.password_hash = hash_password(password)
-        audit(session=s, actor="console", action="set_password", entity="agents",
-              entity_id=str(agent.id))
-
-
-def ensure_demo_agent(password: str | None = None, *, url: str | None = None) -> int:
-    """Make sure the demo agent ``agent`` exists and signs in with the demo password.
-
-    The password is ``password``, else ``CRM_DEMO_AGENT_PASSWORD``, else ``demo-agent``.
-
-    Returns:
-        The demo agent's number.
-    """
-    password = password or get_settings().demo_agent_password or DEMO_AGENT_PASSWORD
-    with session_scope(url) as s:
-        agent = s.scalar(select(m.Agent).where(m.Agent.username == DEMO_AGENT_USERNAME))
-        if agent is not None:
-            if not verify_password(password, agent.password_hash):
-                _check_new_password(password)
-                agent.password_hash = hash_password(password)
-            return agent.id
-    return create_agent(DEMO_AGENT_USERNAME, "Demo Agent", password, url=url)
-
-
-def chat_link(user: str) -> str:
-    """The web chat's path signed in as ``user`` (e.g. ``customer:12347``), for demos.
-
-    Raises:
-        ValueError: no ``CRM_IDENTITY_SECRET``, or not a valid user id.
-    """
-    secret = get_settings().identity_secret
-    if not secret:
-        raise ValueError("CRM_IDENTITY_SECRET is not set: nobody can be signed in")
-    if parse_user(user) is None:
-        raise ValueError(f"{user!r} is not a user id like customer:12347")
-    return f"/chat?user={user}&sig={sign(user, secret)}"
 
 
 # --- failed sign-ins ------------------------------------------------------------
@@ -290,18 +189,18 @@ def _record_failure(username: str) -> None:
 
 
 def authenticate(username: str, password: str, *, url: str | None = None) -> m.Agent | None:
-    """The agent with these credentials, or None (same work whether or not they exist)."""
+    """The agent with these credentials, or None; a wrong password counts against the name.
+
+    Raises:
+        CRMUnavailable: the CRM could not be asked (nothing is counted).
+    """
     username = username.strip().lower()
-    with session_scope(url) as s:
-        agent = s.scalar(select(m.Agent).where(m.Agent.username == username))
-        stored = agent.password_hash if agent is not None else _DUMMY_HASH
-        ok = verify_password(password, stored) and agent is not None
-        if not ok:
-            _record_failure(username)
-            return None
-        _failures.reset(username)
-        s.expunge(agent)
-        return agent
+    agent = agents.authenticate(username, password, url=url)
+    if agent is None:
+        _record_failure(username)
+        return None
+    _failures.reset(username)
+    return agent
 
 
 # --- sessions --------------------------------------------------------------------
@@ -412,51 +311,3 @@ def check_csrf(request: Request, token: str | None, viewer: Viewer | None = None
             token.encode("utf-8", "replace"), expected.encode()):
         raise Forbidden("This form has expired or did not come from the console. "
                         "Reload the page and try again.")
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The signed-in agent looking at a console page."""
-
-    identity: Identity
-    name: str
-    username: str
-    via_session: bool = True  # False: signed X-CRM-User headers (no cookie, no CSRF risk)
-
-    @property
-    def user(self) -> str:
-        return self.identity.user
-
-
-def current_viewer(request: Request) -> Viewer:
-    """The agent behind this request: session cookie, or signed ``X-CRM-User`` headers.
-
-    Raises:
-        LoginRequired: nobody is signed in.
-        Forbidden: signed in, but not as an agent.
-    """
-    secret = get_settings().identity_secret
-    header_user = request.headers.get("X-CRM-User")
-    if header_user:
-        ident = from_metadata({"auth": {"user": header_user,
-                                        "sig": request.headers.get("X-CRM-Sig")}}, secret)
-        if ident.number is None:
-            raise LoginRequired()
-        if ident.role != "agent":
-            raise Forbidden()
-        return Viewer(ident, f"Agent {ident.number}", f"agent{ident.number}", via_session=False)
-
-    session = get_session(request)
-    ident = parse_user(session.data.get("user") or "")
-    if ident is None or session.secret is None:
-        raise LoginRequired()
-    if ident.role != "agent":
-        raise Forbidden()
-    with session_scope() as s:
-        agent = s.get(m.Agent, ident.number)
-        if agent is None or not hmac.compare_digest(
-                password_fingerprint(agent.password_hash, session.secret),
-                str(session.data.get("pw", ""))):
-            session.clear()
-            raise LoginRequired()
-        return Viewer(ident, agent.name, agent.username)

@@ -25,12 +25,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from console.auth import Forbidden, LoginRequired, current_viewer
+from console.dependencies import staff_identity
 from crm_ml import authz, charts, sales, signing
 from crm_ml.config import get_settings
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
-from crm_ml.identity import from_metadata
+
+__all__ = ["DENIED", "EXPIRED", "SERIES_PATTERN", "forecast_png", "require_chart_access",
+           "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,17 +48,8 @@ DENIED = "Charts are for staff: sign in to the console, or open a chart link fro
 
 def _staff(request: Request) -> bool:
     """Whether the request comes from staff who may read analytics (headers or session)."""
-    header_user = request.headers.get("X-CRM-User")
-    if header_user:
-        ident = from_metadata({"auth": {"user": header_user,
-                                        "sig": request.headers.get("X-CRM-Sig")}},
-                              get_settings().identity_secret)
-        return authz.allowed(ident, "analytics.read")
-    try:
-        viewer = current_viewer(request)  # a signed-in console agent (session cookie)
-    except (LoginRequired, Forbidden):
-        return False
-    return authz.allowed(viewer.identity, "analytics.read")
+    identity = staff_identity(request)
+    return identity is not None and authz.allowed(identity, "analytics.read")
 
 
 def require_chart_access(request: Request) -> None:

@@ -1,125 +1,32 @@
-"""What the insights page shows: read-only queries over the CRM, and small SVG charts.
+"""How the insights page looks: small SVG charts over :mod:`crm_ml.insights`' figures.
 
-Queries are keyword-only and take the caller's session (one short transaction
-per page). Charts are inline SVG built here, so the page needs no JavaScript and
-no image library; every label is escaped.
+The figures (and who may see which) come from :func:`crm_ml.insights.overview`;
+this module only draws. Charts are inline SVG built here, so the page needs no
+JavaScript and no image library; every label is escaped.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from crm_ml.db import models as m
+from crm_ml.insights import SENTIMENTS, Insights
+
+__all__ = [
+    "COLORS",
+    "bar_chart",
+    "column_chart",
+    "forecast_chart",
+    "page_context",
+    "sentiment_dots",
+]
 
 logger = logging.getLogger(__name__)
 
-SENTIMENTS = ("negative", "neutral", "positive")
 COLORS = {"negative": "#c0392b", "neutral": "#95a5a6", "positive": "#27ae60",
           "bar": "#2c6fbb", "band": "#cfe0f3", "line": "#1f4e8c", "axis": "#888"}
-
-
-# --- queries ---------------------------------------------------------------------
-
-
-def _day(value: Any) -> str:
-    """A day as ``YYYY-MM-DD`` whether the database returns a date or a string."""
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)[:10]
-
-
-def segment_sizes(*, session: Session) -> list[tuple[str, int]]:
-    """Customers per named RFM segment, largest first."""
-    rows = session.execute(
-        select(m.Segment.rfm_segment, func.count().label("n"))
-        .group_by(m.Segment.rfm_segment).order_by(func.count().desc(), m.Segment.rfm_segment)
-    ).all()
-    return [(r.rfm_segment, int(r.n)) for r in rows]
-
-
-def forecast_points(*, session: Session, series: str = "total",
-                    limit: int = 26) -> list[dict[str, Any]]:
-    """The newest forecast of ``series`` (the latest model version), by period."""
-    latest = session.scalar(
-        select(m.Forecast.model_version).where(m.Forecast.series == series)
-        .order_by(m.Forecast.created_at.desc(), m.Forecast.id.desc()).limit(1)
-    )
-    if latest is None:
-        return []
-    rows = session.execute(
-        select(m.Forecast.period_start, m.Forecast.yhat, m.Forecast.lower, m.Forecast.upper)
-        .where(m.Forecast.series == series, m.Forecast.model_version == latest)
-        .order_by(m.Forecast.period_start).limit(limit)
-    ).all()
-    return [{"period": _day(r.period_start), "yhat": float(r.yhat), "lower": float(r.lower),
-             "upper": float(r.upper), "model_version": latest} for r in rows]
-
-
-def sentiment_per_day(*, session: Session, days: int = 30) -> list[dict[str, Any]]:
-    """Customers' messages per day by sentiment, for the last ``days`` days with data."""
-    day = func.date(m.Interaction.created_at).label("day")
-    rows = session.execute(
-        select(day, m.Interaction.sentiment, func.count().label("n"))
-        .where(m.Interaction.direction == "in", m.Interaction.sentiment.in_(SENTIMENTS))
-        .group_by(day, m.Interaction.sentiment)
-    ).all()
-    per_day: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SENTIMENTS, 0))
-    for r in rows:
-        per_day[_day(r.day)][r.sentiment] += int(r.n)
-    return [{"day": d, **per_day[d]} for d in sorted(per_day)[-days:]]
-
-
-def escalations_per_day(*, session: Session, days: int = 30) -> list[tuple[str, int]]:
-    """Escalations opened per day, for the last ``days`` days with any."""
-    day = func.date(m.Escalation.created_at).label("day")
-    rows = session.execute(select(day, func.count().label("n")).group_by(day)).all()
-    counts = sorted((_day(r.day), int(r.n)) for r in rows)
-    return counts[-days:]
-
-
-@dataclass(frozen=True)
-class RepLeads:
-    """A rep and their hottest leads."""
-
-    rep_id: int
-    rep: str
-    handle: str
-    leads: list[dict[str, Any]]
-
-
-def hottest_leads_per_rep(*, session: Session, per_rep: int = 3) -> list[RepLeads]:
-    """The ``per_rep`` best-scored leads of every rep, by rep."""
-    rank = func.row_number().over(
-        partition_by=m.Lead.rep_id, order_by=(m.LeadScore.score.desc(), m.Lead.id)
-    ).label("rank")
-    ranked = (
-        select(m.Lead.rep_id, m.Lead.id.label("lead_id"), m.Lead.name, m.Lead.source,
-               m.Lead.status, m.LeadScore.score, rank)
-        .join(m.LeadScore, m.LeadScore.lead_id == m.Lead.id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(ranked, m.SalesRep.name.label("rep"), m.SalesRep.handle)
-        .join(m.SalesRep, m.SalesRep.id == ranked.c.rep_id)
-        .where(ranked.c.rank <= per_rep)
-        .order_by(m.SalesRep.id, ranked.c.rank)
-    ).all()
-    reps: dict[int, RepLeads] = {}
-    for r in rows:
-        entry = reps.setdefault(r.rep_id, RepLeads(r.rep_id, r.rep, r.handle, []))
-        entry.leads.append({"id": r.lead_id, "name": r.name, "source": r.source,
-                            "status": r.status, "score": float(r.score)})
-    return list(reps.values())
 
 
 # --- SVG charts ------------------------------------------------------------------
@@ -240,13 +147,13 @@ def sentiment_dots(history: list[dict[str, Any]] | None, last: int = 8) -> Marku
                   f'role="img" aria-label="sentiment trend">{"".join(body)}</svg>')
 
 
-def insights(*, session: Session, days: int = 30) -> dict[str, Any]:
-    """Everything the insights page shows, with its charts."""
-    segments = segment_sizes(session=session)
-    forecast = forecast_points(session=session)
-    sentiment = sentiment_per_day(session=session, days=days)
-    escalations = escalations_per_day(session=session, days=days)
-    leads = hottest_leads_per_rep(session=session)
+def page_context(data: Insights) -> dict[str, Any]:
+    """The insights template's context: the figures and their charts.
+
+    ``hot_leads`` is None when the viewer may not read leads (the page says so).
+    """
+    segments, forecast, sentiment, escalations = (data.segments, data.forecast,
+                                                  data.sentiment, data.escalations)
     sentiment_days = [r["day"] for r in sentiment]
     return {
         "segments": segments,
@@ -261,5 +168,5 @@ def insights(*, session: Session, days: int = 30) -> dict[str, Any]:
         "escalations_chart": column_chart(
             [d for d, _ in escalations], {"escalations": [n for _, n in escalations]},
             "Escalations per day") if escalations else None,
-        "hot_leads": leads,
+        "hot_leads": data.hot_leads,
     }

@@ -9,8 +9,9 @@
 * ``GET /chat``: the customers' web chat on Rasa's socket.io channel
 
 Every page but ``/login`` and ``/chat`` is for agents; a visit counts as the agent's
-heartbeat. Forms carry the session's CSRF token. Replies go through the same
-path as the API (:func:`console.api.rasa_handoff`).
+heartbeat. Forms carry the session's CSRF token. Replies and resolutions go
+through the same path as the API: :func:`crm_ml.handoff.reply_to_escalation` or
+:func:`crm_ml.handoff.resolve_escalation`, then :func:`console.api.rasa_handoff`.
 """
 
 from __future__ import annotations
@@ -21,25 +22,43 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
 from console.api import EscalationId, crm_call, rasa_handoff
 from console.auth import (
-    Viewer,
     authenticate,
     check_csrf,
-    current_viewer,
     get_session,
     password_fingerprint,
     too_many_failures,
 )
-from crm_ml import handoff
+from console.dependencies import AgentViewer, Viewer, signed_identity
+from crm_ml import agents, handoff
+from crm_ml import insights as crm_insights
 from crm_ml.config import get_settings
 from crm_ml.db import session_scope
-from crm_ml.identity import from_metadata
+
+__all__ = [
+    "PAGE_CSP",
+    "chat",
+    "escalation_live",
+    "escalation_page",
+    "inbox",
+    "inbox_rows",
+    "insights_page",
+    "login",
+    "login_form",
+    "login_redirect",
+    "logout",
+    "render",
+    "reply",
+    "resolve",
+    "router",
+    "templates",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +68,6 @@ templates.env.globals["sentiment_dots"] = ins.sentiment_dots
 
 router = APIRouter(include_in_schema=False)
 
-AgentViewer = Annotated[Viewer, Depends(current_viewer)]
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
@@ -67,8 +85,6 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     return response
 
 
-
-
 def _safe_next(target: str | None) -> str:
     """Only local paths (no scheme, no host) are followed after sign-in."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -81,8 +97,7 @@ def _seen(viewer: Viewer) -> None:
     """The page visit is the agent's heartbeat."""
     number = viewer.identity.number or 0
     with session_scope() as s:
-        handoff.ensure_agent(session=s, agent_id=number)
-        handoff.mark_agent_seen(session=s, agent_id=number)
+        agents.heartbeat(session=s, agent_id=number)
 
 
 # --- sign-in -----------------------------------------------------------------------
@@ -237,17 +252,14 @@ def reply(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
     if not text.strip():
         return RedirectResponse(page, status_code=303)
 
-    def find() -> str | None:
+    def run() -> str:
         with session_scope() as s:
-            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
-            if esc.status == "resolved":
-                return None
-            handoff.audit(session=s, actor=viewer.user, action="reply",
-                          entity="escalations", entity_id=str(esc.id))
-            return esc.sender_id
+            return handoff.reply_to_escalation(session=s, escalation_id=escalation_id,
+                                               agent=viewer.user)
 
-    sender = crm_call(find)
-    if sender is None:
+    try:
+        sender = crm_call(run)
+    except handoff.AlreadyResolved:
         return RedirectResponse(f"{page}?error=resolved", status_code=303)
     try:
         rasa_handoff("reply", {"sender_id": sender, "text": text.strip(), "agent": viewer.user})
@@ -261,16 +273,14 @@ def resolve(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
             csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token, viewer)
 
-    def run() -> str | None:
+    def run() -> str:
         with session_scope() as s:
-            esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
-            if esc.status == "resolved":
-                return None
-            return handoff.resolve(session=s, escalation_id=escalation_id,
-                                   agent=viewer.user).sender_id
+            return handoff.resolve_escalation(session=s, escalation_id=escalation_id,
+                                              agent=viewer.user)
 
-    sender = crm_call(run)
-    if sender is None:
+    try:
+        sender = crm_call(run)
+    except handoff.AlreadyResolved:
         return RedirectResponse("/", status_code=303)
     try:
         rasa_handoff("resume", {"sender_id": sender, "agent": viewer.user})
@@ -287,13 +297,14 @@ def resolve(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
 def insights_page(request: Request, viewer: AgentViewer) -> HTMLResponse:
     crm_call(lambda: _seen(viewer))
 
-    def load() -> dict[str, Any]:
+    def load() -> crm_insights.Insights:
         with session_scope() as s:
-            return ins.insights(session=s)
+            return crm_insights.overview(session=s, identity=viewer.identity)
 
     data = crm_call(load)
     charts = bool(getattr(request.app.state, "charts", False))
-    return render(request, "insights.html", {"viewer": viewer, "charts": charts, **data})
+    return render(request, "insights.html",
+                  {"viewer": viewer, "charts": charts, **ins.page_context(data)})
 
 
 # --- web chat ----------------------------------------------------------------------
@@ -312,7 +323,7 @@ def chat(request: Request, user: str | None = None, sig: str | None = None) -> H
     auth = None
     invalid = False
     if user:
-        ident = from_metadata({"auth": {"user": user, "sig": sig}}, settings.identity_secret)
+        ident = signed_identity(user, sig)
         if ident.number is not None:
             auth = {"user": ident.user, "sig": (sig or "").strip().lower()}
         else:

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from crm_ml.errors import CRMError
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(help="CRM data and models of the conversational CRM assistant.",
                   no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -166,7 +168,7 @@ def agents_add(username: str, name: str = typer.Option(..., help="display name")
                password: str = typer.Option(..., prompt=True, hide_input=True,
                                             confirmation_prompt=True)) -> None:
     """Create a console agent (the password is stored hashed)."""
-    from console.auth import create_agent
+    from crm_ml.agents import create_agent
 
     try:
         number = create_agent(username, name, password)
@@ -179,7 +181,7 @@ def agents_add(username: str, name: str = typer.Option(..., help="display name")
 @agents_app.command("demo")
 def agents_demo() -> None:
     """Create or reset the demo agent ``agent`` (password CRM_DEMO_AGENT_PASSWORD)."""
-    from console.auth import ensure_demo_agent
+    from crm_ml.agents import ensure_demo_agent
 
     typer.echo(f"demo agent ready as agent:{ensure_demo_agent()}")
 
@@ -187,7 +189,7 @@ def agents_demo() -> None:
 @app.command("chat-link")
 def chat_link(user: str = typer.Argument("customer:12347")) -> None:
     """Print a signed web-chat path for USER (a demo login)."""
-    from console.auth import chat_link as link
+    from crm_ml.agents import chat_link as link
 
     typer.echo(link(user))
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from console import auth
+from crm_ml import agents
 from crm_ml.config import get_settings
 from crm_ml.identity import sign
 
@@ -53,7 +54,7 @@ def client(crm: str) -> Iterator[TestClient]:
 
 @pytest.fixture
 def agent_id(crm: str) -> int:
-    return auth.create_agent("sam", "Sam Support", AGENT_PASSWORD, url=crm)
+    return agents.create_agent("sam", "Sam Support", AGENT_PASSWORD, url=crm)
 
 
 def login(client: TestClient, username: str = "sam", password: str = AGENT_PASSWORD,

@@ -125,3 +125,47 @@ def test_profile_of_an_anonymous_caller(crm: str) -> None:
     with session_scope() as s:
         assert handoff.customer_profile(session=s, customer_id=None) == {
             "customer_id": None, "verified": False}
+
+
+def test_reply_and_resolve_for_the_console(crm: str) -> None:
+    esc_id = _escalate("web:e", SATURDAY_NOON_UTC).escalation_id
+    with session_scope() as s:
+        assert handoff.reply_to_escalation(session=s, escalation_id=esc_id,
+                                           agent="agent:1") == "web:e"
+    with session_scope() as s:
+        assert handoff.resolve_escalation(session=s, escalation_id=esc_id, agent="agent:1",
+                                          now=MONDAY_NOON_UTC) == "web:e"
+    for call in (handoff.reply_to_escalation, handoff.resolve_escalation):
+        with pytest.raises(handoff.AlreadyResolved), session_scope() as s:
+            call(session=s, escalation_id=esc_id, agent="agent:2")
+    with session_scope() as s:  # the API resolves a resolved escalation once more
+        handoff.resolve_escalation(session=s, escalation_id=esc_id, agent="agent:2", again=True)
+    with session_scope() as s:
+        esc = handoff.get_escalation(session=s, escalation_id=esc_id)
+        assert (esc.status, esc.agent) == ("resolved", "agent:2")
+        entries = [(a.actor, a.action) for a in s.scalars(
+            select(m.AuditLog).where(m.AuditLog.entity == "escalations").order_by(m.AuditLog.id))]
+    assert entries == [("web:e", "escalate"), ("agent:1", "reply"), ("agent:1", "resolve"),
+                       ("agent:2", "resolve")]
+    for call in (handoff.reply_to_escalation, handoff.resolve_escalation):
+        with pytest.raises(NotFound), session_scope() as s:
+            call(session=s, escalation_id=999, agent="agent:1")
+
+
+def test_audit_and_tickets_have_their_own_homes(crm: str) -> None:
+    from crm_ml import audit, tickets
+
+    with session_scope() as s:
+        ticket = tickets.open_ticket(session=s, kind="refund", subject="x" * 300,
+                                     customer_id=12347, order_id="500001", actor="web:f")
+        audit.audit(session=s, actor="rep:1", action="note", entity="leads", entity_id="4")
+        ticket_id = ticket.id
+    with session_scope() as s:
+        ticket = s.get(m.Ticket, ticket_id)
+        assert (ticket.kind, len(ticket.subject), ticket.status) == ("refund", 200, "open")
+        entries = [(a.actor, a.action, a.entity_id, a.details) for a in s.scalars(
+            select(m.AuditLog).order_by(m.AuditLog.id))]
+    assert entries == [("web:f", "open_ticket", str(ticket_id), {"kind": "refund"}),
+                       ("rep:1", "note", "4", {})]
+    # The old names still resolve to the same functions until every import moves.
+    assert handoff.audit is audit.audit and handoff.open_ticket is tickets.open_ticket
