@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -42,6 +43,20 @@ def crm(env: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path) -> str:
     get_settings.cache_clear()
     auth._failures.clear()
     return sqlite_url
+
+
+@pytest.fixture
+def handoff_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """What the API and the pages would post to the Rasa server's handoff channel."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def fake(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append((path, payload))
+        return {"status": "pushed"}
+
+    monkeypatch.setattr("console.api.rasa_handoff", fake)
+    monkeypatch.setattr("console.pages.rasa_handoff", fake)
+    return calls
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,48 +27,38 @@ def escalation(crm: str) -> int:
         return esc.id
 
 
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    def fake(path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        sent.append((path, payload))
-        return {"status": "pushed"}
-
-    monkeypatch.setattr("console.api.rasa_handoff", fake)
-    return sent
-
-
 def _audit(crm: str) -> list[tuple[str, str]]:
     with session_scope(crm) as s:
         return [(a.actor, a.action) for a in s.scalars(select(m.AuditLog).order_by(m.AuditLog.id))]
 
 
 def test_reply_then_resolve(client: TestClient, crm: str, escalation: int,
-                            calls: list) -> None:
+                            handoff_calls: list) -> None:
     base = f"/api/escalations/{escalation}"
     r = client.post(f"{base}/reply", json={"text": "Hello"}, headers=signed(AGENT))
     assert (r.status_code, r.json()) == (200, {"delivered": "pushed"})
     r = client.post(f"{base}/resolve", headers=signed(AGENT))
     assert (r.status_code, r.json()) == (200, {"status": "resolved", "bot": "pushed"})
-    assert calls == [("reply", {"sender_id": "web:cust", "text": "Hello", "agent": AGENT}),
-                     ("resume", {"sender_id": "web:cust", "agent": AGENT})]
+    assert handoff_calls == [("reply", {"sender_id": "web:cust", "text": "Hello",
+                                         "agent": AGENT}),
+                             ("resume", {"sender_id": "web:cust", "agent": AGENT})]
     # Resolved: no more replies (409, nothing sent, nothing audited)...
     r = client.post(f"{base}/reply", json={"text": "late"}, headers=signed(AGENT))
-    assert r.status_code == 409 and len(calls) == 2
+    assert r.status_code == 409 and len(handoff_calls) == 2
     # ...but the API resolves again and tells the bot again, as it always did.
     assert client.post(f"{base}/resolve", headers=signed(AGENT)).status_code == 200
-    assert [c[0] for c in calls] == ["reply", "resume", "resume"]
+    assert [c[0] for c in handoff_calls] == ["reply", "resume", "resume"]
     assert _audit(crm) == [(AGENT, "reply"), (AGENT, "resolve"), (AGENT, "resolve")]
 
 
-def test_unknown_escalation_and_strangers(client: TestClient, crm: str, calls: list) -> None:
+def test_unknown_escalation_and_strangers(client: TestClient, crm: str,
+                                          handoff_calls: list) -> None:
     assert client.post("/api/escalations/99/reply", json={"text": "x"},
                        headers=signed(AGENT)).status_code == 404
     assert client.post("/api/escalations/99/resolve", headers=signed(AGENT)).status_code == 404
     assert client.post("/api/escalations/1/resolve").status_code == 401
     assert client.post("/api/escalations/1/resolve", headers=signed("rep:1")).status_code == 403
-    assert calls == [] and _audit(crm) == []
+    assert handoff_calls == [] and _audit(crm) == []
 
 
 def test_heartbeat_counts_the_agent_online(client: TestClient, crm: str) -> None:

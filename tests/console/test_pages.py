@@ -157,18 +157,6 @@ def test_unknown_escalation_is_404(agent: TestClient) -> None:
     assert agent.get("/escalations/999/live").status_code == 404
 
 
-@pytest.fixture
-def handoff_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    def fake(path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        calls.append((path, payload))
-        return {"status": "pushed"}
-
-    monkeypatch.setattr("console.pages.rasa_handoff", fake)
-    return calls
-
-
 def test_reply_goes_to_the_customers_channel(agent: TestClient, crm: str, ids: dict[str, int],
                                              agent_id: int, handoff_calls: list) -> None:
     page = agent.get(f"/escalations/{ids['angry']}")
