@@ -2,7 +2,7 @@
 
 Creating an account, registration problems and password recovery need no data
 and are answered by plain responses in the domain. Everything that reads or
-changes an account goes through the customer gate of :mod:`actions.orders`.
+changes an account goes through the customer gate (:mod:`actions.gate`).
 """
 
 from __future__ import annotations
@@ -15,30 +15,35 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.base import call_crm
-from actions.identity import VERIFIED_SLOT, identify
-from actions.orders import (
+from actions.crm import crm_call
+from actions.gate import (
     CONFIRM_SLOT,
     EMAIL_SLOT,
     ORDER_SLOT,
     PENDING_SLOT,
     CustomerAction,
     forget_verified_email,
-    in_crm,
-    last_user_text,
 )
-from actions.support import ask_for_details, email_in, file_ticket, is_generic
+from actions.identity import VERIFIED_SLOT, identify
+from actions.parsing import email_in, is_generic, last_user_text, latest_intent
+from actions.tickets import ask_for_details, file_ticket
 from crm_ml import support
 from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "ActionDeleteAccount",
+    "ActionEditAccount",
+    "ActionNewsletter",
+    "ActionSaveShippingAddress",
+    "ActionShippingAddress",
+    "ActionSwitchAccount",
+    "ValidateAddressForm",
+]
+
 ADDRESS_FORM = "address_form"
 ADDRESS_SLOT = "shipping_address"
-
-
-def _latest_intent(tracker: Tracker) -> str | None:
-    return ((tracker.latest_message or {}).get("intent") or {}).get("name")
 
 
 class ActionShippingAddress(CustomerAction):
@@ -89,9 +94,8 @@ class ActionSaveShippingAddress(Action):
         if address is None:
             dispatcher.utter_message(response="utter_invalid_address")
             return done
-        replaced = await call_crm(dispatcher, self.name(), in_crm(
-            support.set_shipping_address, identity=identity, address=address,
-            actor=tracker.sender_id))
+        replaced = await crm_call(dispatcher, support.set_shipping_address, identity=identity,
+                                  address=address, actor=tracker.sender_id)
         if replaced is not None:
             dispatcher.utter_message(response="utter_address_saved", address=address)
         return done
@@ -108,7 +112,7 @@ class ActionEditAccount(CustomerAction):
         return "action_edit_account"
 
     def _new_email_in_request(self, tracker: Tracker) -> bool:
-        return (_latest_intent(tracker) == "edit_account"
+        return (latest_intent(tracker) == "edit_account"
                 and any(e.get("entity") == "email"
                         for e in (tracker.latest_message or {}).get("entities") or []))
 
@@ -124,9 +128,9 @@ class ActionEditAccount(CustomerAction):
         new_email = email_in(request)
         if is_generic(request) and new_email is None:
             return ask_for_details("account_change")
-        ticket = await call_crm(dispatcher, self.name(), in_crm(
-            support.request_account_change, identity=identity, request=request,
-            new_email=new_email, sender_id=tracker.sender_id))
+        ticket = await crm_call(dispatcher, support.request_account_change, identity=identity,
+                                request=request, new_email=new_email,
+                                sender_id=tracker.sender_id)
         if ticket is not None:
             dispatcher.utter_message(response="utter_account_change_recorded", ticket=ticket)
         return []
@@ -178,5 +182,5 @@ class ActionNewsletter(Action):
             dispatcher.utter_message(response="utter_newsletter_info")
             return []
         text = last_user_text(tracker, {"newsletter_subscription"})
-        await file_ticket(dispatcher, tracker, self.name(), "newsletter", text)
+        await file_ticket(dispatcher, tracker, "newsletter", text)
         return []

@@ -1,7 +1,8 @@
 """Sales-rep actions about accounts and analytics: churn, segments, offers, forecast.
 
-Like :mod:`actions.leads`: read and check the entities, one call into
-:mod:`crm_ml.sales`, answer in sentences that read well aloud. The forecast
+Like :mod:`actions.leads`: read and check the entities (:mod:`actions.parsing`),
+one call into :mod:`crm_ml.sales` (:func:`actions.crm.crm_call`), answer in
+sentences that read well aloud (:mod:`actions.speech`). The forecast
 answer also shows the console's chart (``/charts/forecast.png``) to chat
 channels that display images; its text says everything the chart shows. The
 chart's link is signed and expires (:mod:`crm_ml.signing`): chat clients fetch
@@ -16,13 +17,14 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.crm import crm_call
+from actions.gate import permitted
 from actions.identity import identify
-from actions.leads import (
+from actions.parsing import customer_ref, entity
+from actions.speech import (
     a_or_an,
-    ask_crm,
     cap,
-    entity,
-    permitted,
+    catalogue_name,
     reason_phrase,
     say_count,
     say_date,
@@ -34,10 +36,19 @@ from actions.leads import (
 )
 from crm_ml import sales, signing, timespan
 from crm_ml.config import get_settings
-from crm_ml.db import session_scope
 from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ActionChurnRisk",
+    "ActionCustomerRecommendations",
+    "ActionCustomerSegment",
+    "ActionSalesForecast",
+    "ActionSegmentSummary",
+    "console_url",
+    "forecast_chart_url",
+]
 
 TOP_ACCOUNTS = 5
 RECOMMENDATIONS = 5
@@ -68,38 +79,9 @@ def forecast_chart_url(series: str, weeks: int, *, now: float | None = None) -> 
     return f"{console_url()}{signing.FORECAST_CHART}?{query}"
 
 
-def customer_ref(dispatcher: CollectingDispatcher, tracker: Tracker, example: str,
-                 *, required: bool = True) -> tuple[bool, int | None]:
-    """The customer number of the latest message.
-
-    Asks for it (``required``) or reports an invalid one.
-
-    Returns:
-        ``(ok, customer_id)``: ``ok`` is False after a question or complaint was sent.
-    """
-    raw = entity(tracker, "customer_id")
-    if raw is None:
-        if required:
-            dispatcher.utter_message(response="utter_ask_customer_id", example=example)
-            return False, None
-        return True, None
-    customer_id = sales.parse_id(raw)
-    if customer_id is None:
-        dispatcher.utter_message(response="utter_invalid_customer_id", customer_id=raw,
-                                 example=example)
-        return False, None
-    return True, customer_id
-
-
 def risk_level(p: float) -> str:
     """"high", "medium" or "low" churn risk."""
     return "high" if p >= 0.7 else "medium" if p >= 0.4 else "low"
-
-
-def product_name(description: str) -> str:
-    """Online Retail descriptions are upper case: "WHITE HANGING HEART" -> "White hanging heart"."""
-    text = " ".join(description.split())
-    return cap(text.lower()) if text.isupper() else text
 
 
 def _account(customer_id: int, name: str) -> str:
@@ -123,12 +105,8 @@ class ActionChurnRisk(Action):
             return []
         if customer_id is not None:
             return await self._one(dispatcher, identity, customer_id)
-
-        def fetch() -> list[sales.ChurnRisk]:
-            with session_scope() as s:
-                return sales.churn_risks(session=s, identity=identity, limit=TOP_ACCOUNTS)
-
-        risks = await ask_crm(dispatcher, self.name(), fetch)
+        risks = await crm_call(dispatcher, sales.churn_risks, identity=identity,
+                               limit=TOP_ACCOUNTS)
         if risks is None:
             return []
         accounts = whose(scope_of(identity), "accounts") if identity.role != "agent" \
@@ -143,21 +121,19 @@ class ActionChurnRisk(Action):
             lines.append(f"{rank}. {cap(_account(risk.customer_id, risk.name))}: "
                          f"{say_percent(risk.probability or 0)}, "
                          f"{risk_level(risk.probability or 0)} risk{because}.")
+        # Built here: one line per account at risk, as many as there are (up to TOP_ACCOUNTS).
         dispatcher.utter_message(text="\n".join(lines))
         return []
 
     async def _one(self, dispatcher: CollectingDispatcher, identity: Identity,
                    customer_id: int) -> list[dict[str, Any]]:
-        def fetch() -> sales.ChurnRisk:
-            with session_scope() as s:
-                return sales.churn_risk(session=s, identity=identity, customer_id=customer_id)
-
-        risk = await ask_crm(dispatcher, self.name(), fetch)
+        risk = await crm_call(dispatcher, sales.churn_risk, identity=identity,
+                              customer_id=customer_id)
         if risk is None:
             return []
         who = cap(_account(risk.customer_id, risk.name))
         if risk.probability is None:
-            dispatcher.utter_message(text=f"{who}, has no churn score yet.")
+            dispatcher.utter_message(response="utter_no_churn_score", customer=who)
             return []
         text = (f"{who}, has {a_or_an(say_percent(risk.probability))} chance of buying nothing in "
                 f"the next 90 days: {risk_level(risk.probability)} risk.")
@@ -167,6 +143,7 @@ class ActionChurnRisk(Action):
             text += f" What raises it: {ups}."
         if downs:
             text += f" What lowers it: {say_list(downs)}."
+        # Built here: the sentences on what raises and lowers the risk appear only with reasons.
         dispatcher.utter_message(text=text)
         return []
 
@@ -186,20 +163,13 @@ class ActionCustomerSegment(Action):
         if not ok or customer_id is None:
             return []
         asked = sales.canonical_segment(entity(tracker, "segment"))
-
-        def fetch() -> sales.CustomerSegment:
-            with session_scope() as s:
-                return sales.customer_segment(session=s, identity=identity,
-                                              customer_id=customer_id)
-
-        seg = await ask_crm(dispatcher, self.name(), fetch)
+        seg = await crm_call(dispatcher, sales.customer_segment, identity=identity,
+                             customer_id=customer_id)
         if seg is None:
             return []
         who = cap(_account(seg.customer_id, seg.name))
         if seg.segment is None:
-            dispatcher.utter_message(text=f"{who}, isn't in a segment yet: segments are "
-                                          "computed from purchases, and they have none on "
-                                          "record or the segmentation hasn't run yet.")
+            dispatcher.utter_message(response="utter_no_customer_segment", customer=who)
             return []
         last = ("bought in the last day" if (seg.recency_days or 0) <= 1
                 else f"last bought {seg.recency_days:,} days ago")
@@ -214,6 +184,7 @@ class ActionCustomerSegment(Action):
             same = sales.canonical_segment(seg.segment) == asked
             text += (f" So yes, they're {asked}." if same
                      else f" So no, they're not in {asked}.")
+        # Built here: the cluster and the answer to "are they ..." are added only when known.
         dispatcher.utter_message(text=text)
         return []
 
@@ -235,15 +206,15 @@ class ActionSegmentSummary(Action):
             dispatcher.utter_message(response="utter_unknown_segment", segment=raw,
                                      segments=say_list(list(sales.RFM_SEGMENTS)))
             return []
-
-        def fetch() -> sales.SegmentSummary:
-            with session_scope() as s:
-                return sales.segment_summary(session=s, identity=identity, segment=segment)
-
-        summary = await ask_crm(dispatcher, self.name(), fetch)
+        summary = await crm_call(dispatcher, sales.segment_summary, identity=identity,
+                                 segment=segment)
         if summary is None:
             return []
+        if segment is not None and not summary.segments:
+            dispatcher.utter_message(response="utter_segment_empty", segment=segment)
+            return []
         if segment is not None:
+            # Built here: the share among the caller's accounts and their biggest, when any.
             dispatcher.utter_message(text=self._one(summary, segment))
             return []
         theirs = {"own": "yours", "team": "your team's"}.get(summary.scope, "")
@@ -256,13 +227,12 @@ class ActionSegmentSummary(Action):
                          else f"; none of them {theirs}")
             lines.append(f"{stats.segment}: {say_count(stats.customers, 'customer')}, "
                          f"spending {say_money(stats.avg_monetary)} on average{yours}.")
+        # Built here: one line per segment, as many as the segmentation found.
         dispatcher.utter_message(text="\n".join(lines))
         return []
 
     @staticmethod
     def _one(summary: sales.SegmentSummary, segment: str) -> str:
-        if not summary.segments:
-            return f"No customers are in the {segment} segment right now."
         n = sum(s.customers for s in summary.segments)
         total = sum(s.total_monetary for s in summary.segments)
         recency = sum(s.avg_recency_days * s.customers for s in summary.segments) / n
@@ -301,19 +271,13 @@ class ActionCustomerRecommendations(Action):
                                        "what should I offer customer 12347")
         if not ok or customer_id is None:
             return []
-
-        def fetch() -> sales.Recommendations:
-            with session_scope() as s:
-                return sales.customer_recommendations(session=s, identity=identity,
-                                                      customer_id=customer_id,
-                                                      limit=RECOMMENDATIONS)
-
-        recs = await ask_crm(dispatcher, self.name(), fetch)
+        recs = await crm_call(dispatcher, sales.customer_recommendations, identity=identity,
+                              customer_id=customer_id, limit=RECOMMENDATIONS)
         if recs is None:
             return []
         who = _account(recs.customer_id, recs.name)
         if not recs.products:
-            dispatcher.utter_message(text=f"I have no product suggestions yet for {who}.")
+            dispatcher.utter_message(response="utter_no_recommendations", customer=who)
             return []
         head = {
             "customer": f"For {who}, I'd suggest these, picked from what similar customers "
@@ -325,8 +289,9 @@ class ActionCustomerRecommendations(Action):
         }[recs.basis]
         lines = [head]
         for rank, p in enumerate(recs.products, start=1):
-            lines.append(f"{rank}. {product_name(p.description)}, {say_money(p.unit_price)} "
+            lines.append(f"{rank}. {catalogue_name(p.description)}, {say_money(p.unit_price)} "
                          f"each (code {p.stock_code}).")
+        # Built here: one line per product picked, as many as there are (up to RECOMMENDATIONS).
         dispatcher.utter_message(text="\n".join(lines))
         return []
 
@@ -360,13 +325,8 @@ class ActionSalesForecast(Action):
             return []
         raw_segment = entity(tracker, "segment")
         segment = sales.canonical_segment(raw_segment)
-
-        def fetch() -> sales.ForecastSummary:
-            with session_scope() as s:
-                return sales.sales_forecast(session=s, identity=identity, weeks=weeks,
-                                            segment=segment)
-
-        forecast = await ask_crm(dispatcher, self.name(), fetch)
+        forecast = await crm_call(dispatcher, sales.sales_forecast, identity=identity,
+                                  weeks=weeks, segment=segment)
         if forecast is None:
             return []
         notes = []
@@ -393,6 +353,7 @@ class ActionSalesForecast(Action):
             text += (f" Week by week it runs from {say_money(low.yhat)}, in the week of "
                      f"{say_date(low.period_start)}, to {say_money(high.yhat)}, in the week "
                      f"of {say_date(high.period_start)}.")
+        # Built here: notes on what was asked but not forecast, and a weekly range for > 1 week.
         dispatcher.utter_message(text=" ".join([*notes, text]))
         chart = forecast_chart_url(forecast.series, forecast.weeks)
         if chart is not None:

@@ -8,19 +8,14 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import call_crm
+from actions.crm import crm_call
+from actions.gate import permitted
 from actions.identity import identify
-from actions.leads import permitted
 from crm_ml import queries
-from crm_ml.db import session_scope
-from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
-
-def _stats(identity: Identity) -> queries.CustomerBaseStats:
-    with session_scope() as s:
-        return queries.customer_base_stats(session=s, identity=identity)
+__all__ = ["ActionCustomerCount"]
 
 
 class ActionCustomerCount(Action):
@@ -36,13 +31,10 @@ class ActionCustomerCount(Action):
         # Company-wide figures: customers and anonymous visitors get utter_not_allowed.
         if not permitted(dispatcher, identity, "analytics.read"):
             return []
-        stats = await call_crm(dispatcher, self.name(), lambda: _stats(identity))
+        stats = await crm_call(dispatcher, queries.customer_base_stats, identity=identity)
         if stats is not None:
             dispatcher.utter_message(
-                text=(
-                    f"We have {stats.customers:,} customers in the CRM; "
-                    f"{stats.active_customers:,} of them have bought at least once, "
-                    f"across {stats.countries} countries and {stats.orders:,} orders."
-                )
-            )
+                response="utter_customer_count", customers=f"{stats.customers:,}",
+                active_customers=f"{stats.active_customers:,}",
+                countries=str(stats.countries), orders=f"{stats.orders:,}")
         return []

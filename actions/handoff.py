@@ -9,12 +9,14 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import call_crm
-from actions.identity import channel_of, identify
+from actions.crm import crm_call
+from actions.identity import identify
 from crm_ml import handoff
-from crm_ml.db import session_scope
+from crm_ml.contract import channel_of
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["ActionHandoff", "transcript_of"]
 
 TRANSCRIPT_TURNS = 50
 
@@ -56,15 +58,11 @@ class ActionHandoff(Action):
         reason = tracker.get_slot("handoff_reason") or "asked for a human"
         transcript, sentiments = transcript_of(tracker)
         customer_id = identity.number if identity.role == "customer" else None
-
-        def record() -> handoff.EscalationOutcome:
-            with session_scope() as s:
-                return handoff.open_escalation(
-                    session=s, sender_id=tracker.sender_id, channel=channel_of(tracker),
-                    reason=reason, transcript=transcript, sentiment_history=sentiments,
-                    customer_id=customer_id, live_possible=channel_of(tracker) != "voice")
-
-        outcome = await call_crm(dispatcher, self.name(), record)
+        channel = channel_of(tracker.sender_id, tracker.get_latest_input_channel())
+        outcome = await crm_call(dispatcher, handoff.open_escalation,
+                                 sender_id=tracker.sender_id, channel=channel, reason=reason,
+                                 transcript=transcript, sentiment_history=sentiments,
+                                 customer_id=customer_id, live_possible=channel != "voice")
         if outcome is None:
             return [SlotSet("handoff_reason", None)]
         if outcome.live:

@@ -7,6 +7,8 @@ from rasa_sdk import Tracker
 from crm_ml.config import get_settings
 from crm_ml.identity import ANONYMOUS, Identity, from_metadata
 
+__all__ = ["VERIFIED_SLOT", "identify"]
+
 VERIFIED_SLOT = "verified_customer"
 
 
@@ -16,6 +18,12 @@ def identify(tracker: Tracker) -> Identity:
     A valid signature in the latest message's metadata wins; otherwise a customer
     verified earlier in this conversation (order number plus e-mail) is that
     customer; otherwise the caller is anonymous.
+
+    Args:
+        tracker: The conversation.
+
+    Returns:
+        The signed identity, the verified customer, or the anonymous identity.
     """
     metadata = (tracker.latest_message or {}).get("metadata")
     signed = from_metadata(metadata, get_settings().identity_secret)
@@ -26,10 +34,3 @@ def identify(tracker: Tracker) -> Identity:
         return Identity("customer", int(verified))
     return ANONYMOUS
 
-
-def channel_of(tracker: Tracker) -> str:
-    """The channel of the conversation (``telegram``, ``web``, ``voice``, ``rest``...)."""
-    sender = tracker.sender_id or ""
-    prefix = sender.split(":", 1)[0] if ":" in sender else ""
-    named = {"tg": "telegram", "web": "web", "voice": "voice"}.get(prefix)
-    return named or tracker.get_latest_input_channel() or "rest"

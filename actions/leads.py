@@ -1,226 +1,53 @@
 """Sales-rep actions about leads: hot leads, score reasons, status, calls and notes, pipeline.
 
-Each action reads the entities of the latest message, checks them, makes one call
-into :mod:`crm_ml.sales` and answers in sentences that read well aloud: numbers
+Each action reads the entities of the latest message (:mod:`actions.parsing`),
+checks them, makes one call into :mod:`crm_ml.sales` (:func:`actions.crm.crm_call`)
+and answers in sentences that read well aloud (:mod:`actions.speech`): numbers
 in words a speech engine says right, no meaning carried by emoji or buttons.
-
-The helpers at the top (entity reading, speech-friendly formatting, the CRM call
-that turns "not among your leads" into a polite sentence) are shared with
-:mod:`actions.analytics`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import call_crm
-from actions.identity import channel_of, identify
-from crm_ml import authz, sales
-from crm_ml.db import session_scope
-from crm_ml.identity import Identity
+from actions.crm import crm_call
+from actions.gate import permitted
+from actions.identity import identify
+from actions.parsing import ask_for_lead, entity, lead_ref
+from actions.speech import (
+    a_or_an,
+    cap,
+    reason_phrase,
+    say_count,
+    say_list,
+    say_percent,
+    scope_of,
+    whose,
+)
+from crm_ml import sales
+from crm_ml.contract import channel_of
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+__all__ = [
+    "ActionExplainLeadScore",
+    "ActionLogInteraction",
+    "ActionPipelineSummary",
+    "ActionShowHotLeads",
+    "ActionUpdateLeadStatus",
+]
 
 HOT_LEADS = 5
-REASONS_SHOWN = 2
 _SOURCES = {"bank_marketing": "Bank Marketing", "x_education": "X Education"}
-
-
-# ------------------------------------------------------------------ shared helpers
-
-
-def entity(tracker: Tracker, name: str) -> str | None:
-    """The first value of entity ``name`` in the latest message, as text, else None."""
-    for value in tracker.get_latest_entity_values(name):
-        if value is not None and str(value).strip():
-            return str(value).strip()
-    return None
-
-
-def permitted(dispatcher: CollectingDispatcher, identity: Identity, permission: str) -> bool:
-    """Whether the caller's role may do this at all; if not, refuse politely."""
-    if authz.allowed(identity, permission):
-        return True
-    dispatcher.utter_message(response="utter_not_allowed")
-    return False
-
-
-def say_percent(p: float) -> str:
-    """0.873 -> "87%", with "under 1%" and "over 99%" at the ends."""
-    pct = p * 100
-    if 0 < pct < 1:
-        return "under 1%"
-    if 99 < pct < 100:
-        return "over 99%"
-    return f"{round(pct)}%"
-
-
-def a_or_an(word: str) -> str:
-    """"a 35% chance", "an 87% chance", "an 11% chance": the article of the spoken word."""
-    number = word.split("%")[0]
-    vowel = number.startswith("8") or number in {"11", "18"} or word[:1].lower() in "aeiou"
-    return f"{'an' if vowel else 'a'} {word}"
-
-
-def say_money(amount: float) -> str:
-    """Pounds, rounded the way people say them: "£2.15 million", "£845 thousand", "£1,234"."""
-    sign = "minus " if amount < 0 else ""
-    x = abs(amount)
-    if x >= 1_000_000:
-        text = f"{x / 1_000_000:.2f}".rstrip("0").rstrip(".")
-        return f"{sign}£{text} million"
-    if x >= 100_000:
-        return f"{sign}£{round(x / 1000):,} thousand"
-    if x >= 100:
-        return f"{sign}£{round(x):,}"
-    return f"{sign}£{x:,.2f}"
-
-
-def say_count(n: int, singular: str, plural: str | None = None) -> str:
-    """1 -> "1 lead", 6300 -> "6,300 leads"."""
-    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
-
-
-def say_date(day: dt.date) -> str:
-    """"12 December 2011"."""
-    return f"{day.day} {day:%B %Y}"
-
-
-def cap(text: str) -> str:
-    """First letter upper-cased, the rest untouched (unlike ``str.capitalize``)."""
-    return text[:1].upper() + text[1:]
-
-
-def say_list(items: Sequence[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
-    items = [i for i in items if i]
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def whose(scope: str, thing: str) -> str:
-    """"your leads", "your team's leads", "our leads" for scope own/team/all."""
-    return {"own": f"your {thing}", "team": f"your team's {thing}"}.get(scope, f"our {thing}")
-
-
-def scope_of(identity: Identity) -> str:
-    """``own`` for a rep, ``team`` for a manager, ``all`` otherwise."""
-    return {"rep": "own", "manager": "team"}.get(identity.role, "all")
-
-
-@dataclass(frozen=True)
-class _Problem:
-    error: Exception
-
-
-_PROBLEMS = (sales.LeadNotFound, sales.CustomerNotFound, sales.AmbiguousLead, sales.NoData)
-
-
-async def ask_crm(dispatcher: CollectingDispatcher, action: str, fn: Callable[[], T]) -> T | None:
-    """:func:`actions.base.call_crm`, and "not among yours" answered specifically.
-
-    A lead or customer out of reach, an ambiguous lead name or a model output not
-    computed yet get their own polite answer here; every other failure is answered
-    by ``call_crm``.
-
-    Returns:
-        The call's result, or None after an answer was sent.
-    """
-
-    def guarded() -> T | _Problem:
-        try:
-            return fn()
-        except _PROBLEMS as exc:
-            return _Problem(exc)
-
-    result = await call_crm(dispatcher, action, guarded)
-    if isinstance(result, _Problem):
-        explain_problem(dispatcher, result.error)
-        return None
-    return result
-
-
-def explain_problem(dispatcher: CollectingDispatcher, error: Exception) -> None:
-    """Answer a lookup that found nothing the caller may see, without telling why."""
-    if isinstance(error, sales.LeadNotFound):
-        lead = (f"lead {error.lead_id}" if error.lead_id is not None
-                else f"a lead called {error.lead_name}")
-        dispatcher.utter_message(response="utter_lead_not_found", lead=lead,
-                                 whose=whose(error.scope, "leads"))
-    elif isinstance(error, sales.CustomerNotFound):
-        dispatcher.utter_message(response="utter_customer_not_found",
-                                 customer_id=error.customer_id,
-                                 whose=whose(error.scope, "accounts")
-                                 if error.scope != "all" else "our customers")
-    elif isinstance(error, sales.AmbiguousLead):
-        options = say_list([f"lead {i} ({status})" for i, status in error.candidates])
-        listed = (f": {options}" if error.count <= len(error.candidates)
-                  else f"; the best scored are {options}")
-        first = error.candidates[0][0]
-        dispatcher.utter_message(text=(
-            f"There are {error.count:,} leads called {error.lead_name}{listed}. Which one do "
-            f"you mean? Please say its number, like 'lead {first}'."))
-    elif isinstance(error, sales.NoData):
-        response = {"forecast": "utter_no_forecast", "segments": "utter_no_segments"}
-        dispatcher.utter_message(response=response.get(error.what, "utter_crm_unavailable"))
-
-
-@dataclass(frozen=True)
-class LeadRef:
-    """Which lead the user meant: a number, a name, or nothing usable."""
-
-    lead_id: int | None = None
-    lead_name: str | None = None
-    invalid: str | None = None  # a lead_id entity that is not a valid number
-
-    @property
-    def given(self) -> bool:
-        """A usable number or name."""
-        return self.lead_id is not None or bool(self.lead_name)
-
-
-def lead_ref(tracker: Tracker) -> LeadRef:
-    """The lead of the latest message: its number wins over its name."""
-    raw_id = entity(tracker, "lead_id")
-    if raw_id is not None:
-        lead_id = sales.parse_id(raw_id)
-        return LeadRef(lead_id=lead_id) if lead_id is not None else LeadRef(invalid=raw_id)
-    name = entity(tracker, "lead_name")
-    return LeadRef(lead_name=" ".join(name.split()).title()) if name else LeadRef()
-
-
-def ask_for_lead(dispatcher: CollectingDispatcher, ref: LeadRef, example: str) -> bool:
-    """When the message names no usable lead, ask for one; True if it did ask."""
-    if ref.invalid is not None:
-        dispatcher.utter_message(response="utter_invalid_lead_id", lead_id=ref.invalid,
-                                 example=example)
-        return True
-    if not ref.given:
-        dispatcher.utter_message(response="utter_ask_lead", example=example)
-        return True
-    return False
 
 
 def lead_title(lead: sales.LeadInfo) -> str:
     """"lead 412, Olivia Smith"."""
     return f"lead {lead.id}, {lead.name}"
-
-
-def reason_phrase(reasons: Sequence[sales.Reason], *, effect: str | None = None,
-                  limit: int = REASONS_SHOWN) -> str:
-    """The first ``limit`` reasons (of one effect, when given) joined as a phrase."""
-    chosen = [r.text for r in reasons if effect is None or r.effect in {effect, None}]
-    return say_list(chosen[:limit])
 
 
 # ------------------------------------------------------------------------- actions
@@ -237,12 +64,7 @@ class ActionShowHotLeads(Action):
         identity = identify(tracker)
         if not permitted(dispatcher, identity, "leads.read"):
             return []
-
-        def fetch() -> list[sales.LeadInfo]:
-            with session_scope() as s:
-                return sales.hot_leads(session=s, identity=identity, limit=HOT_LEADS)
-
-        leads = await ask_crm(dispatcher, self.name(), fetch)
+        leads = await crm_call(dispatcher, sales.hot_leads, identity=identity, limit=HOT_LEADS)
         if leads is None:
             return []
         scope = scope_of(identity)
@@ -262,6 +84,7 @@ class ActionShowHotLeads(Action):
         if len(leads) < HOT_LEADS:
             head = (f"{cap(whose(scope, 'open leads'))} with a score, "
                     f"best first:")
+        # Built here: one line per lead, as many as the rep has (up to HOT_LEADS).
         dispatcher.utter_message(text="\n".join([head, *lines]))
         return []
 
@@ -280,20 +103,15 @@ class ActionExplainLeadScore(Action):
         ref = lead_ref(tracker)
         if ask_for_lead(dispatcher, ref, "why is lead 412 hot"):
             return []
-
-        def fetch() -> sales.LeadInfo:
-            with session_scope() as s:
-                return sales.explain_lead(session=s, identity=identity, lead_id=ref.lead_id,
-                                          lead_name=ref.lead_name)
-
-        lead = await ask_crm(dispatcher, self.name(), fetch)
+        lead = await crm_call(dispatcher, sales.explain_lead, identity=identity,
+                              lead_id=ref.lead_id, lead_name=ref.lead_name)
         if lead is None:
             return []
         title = cap(lead_title(lead))
         source = _SOURCES.get(lead.source, lead.source)
         if lead.score is None:
-            dispatcher.utter_message(text=f"{title} ({lead.status}, from {source}), hasn't "
-                                          "been scored yet, so I can't explain a score.")
+            dispatcher.utter_message(response="utter_lead_not_scored", lead=title,
+                                     status=lead.status, source=source)
             return []
         text = (f"{title} ({lead.status}, from {source}), has "
                 f"{a_or_an(say_percent(lead.score))} chance to convert.")
@@ -308,6 +126,7 @@ class ActionExplainLeadScore(Action):
             text += f" The main reasons: {'; '.join(plain)}."
         if not lead.reasons:
             text += " The model gave no particular reasons for this lead."
+        # Built here: a sentence per kind of reason the model gave, each a list of any length.
         dispatcher.utter_message(text=text)
         return []
 
@@ -336,22 +155,17 @@ class ActionUpdateLeadStatus(Action):
             lead = f"lead {ref.lead_id}" if ref.lead_id is not None else ref.lead_name
             dispatcher.utter_message(response="utter_ask_lead_status", lead=lead)
             return []
-
-        def change() -> sales.StatusChange:
-            with session_scope() as s:
-                return sales.update_lead_status(session=s, identity=identity, status=status,
-                                                lead_id=ref.lead_id, lead_name=ref.lead_name)
-
-        outcome = await ask_crm(dispatcher, self.name(), change)
+        outcome = await crm_call(dispatcher, sales.update_lead_status, identity=identity,
+                                 status=status, lead_id=ref.lead_id, lead_name=ref.lead_name)
         if outcome is None:
             return []
-        title = cap(lead_title(outcome.lead))
         if not outcome.changed:
-            dispatcher.utter_message(text=f"{title}, is already {outcome.new}, "
-                                          "so I left it as it is.")
+            dispatcher.utter_message(response="utter_lead_status_unchanged",
+                                     lead=cap(lead_title(outcome.lead)), status=outcome.new)
         else:
-            dispatcher.utter_message(text=f"Done: {lead_title(outcome.lead)}, is now "
-                                          f"{outcome.new}. It was {outcome.old}.")
+            dispatcher.utter_message(response="utter_lead_status_changed",
+                                     lead=lead_title(outcome.lead), status=outcome.new,
+                                     old_status=outcome.old)
         return []
 
 
@@ -384,32 +198,18 @@ class ActionLogInteraction(Action):
         text = str(latest.get("text") or "").strip()
         message_id = latest.get("message_id")
         event_id = f"rep-log:{message_id}"[:64] if message_id else None
-        sender_id, channel = tracker.sender_id, channel_of(tracker)
-
-        def write() -> sales.LoggedInteraction:
-            with session_scope() as s:
-                return sales.log_interaction(
-                    session=s, identity=identity, text=text, sender_id=sender_id,
-                    channel=channel, lead_id=ref.lead_id, lead_name=ref.lead_name,
-                    customer_id=customer_id, event_id=event_id)
-
-        logged = await ask_crm(dispatcher, self.name(), write)
+        channel = channel_of(tracker.sender_id, tracker.get_latest_input_channel())
+        logged = await crm_call(dispatcher, sales.log_interaction, identity=identity, text=text,
+                                sender_id=tracker.sender_id, channel=channel,
+                                lead_id=ref.lead_id, lead_name=ref.lead_name,
+                                customer_id=customer_id, event_id=event_id)
         if logged is None:
             return []
-        what = "a call" if logged.kind == "call" else "a note"
-        if logged.lead is not None:
-            about = f"with {lead_title(logged.lead)}" if logged.kind == "call" \
-                else f"on {lead_title(logged.lead)}"
-        else:
-            about = (f"with customer {logged.customer_id}, {logged.customer_name}"
-                     if logged.kind == "call"
-                     else f"on customer {logged.customer_id}, {logged.customer_name}")
-        if logged.duplicate:
-            dispatcher.utter_message(text=f"I had already logged that message as {what} "
-                                          f"{about}; nothing new was added.")
-        else:
-            dispatcher.utter_message(text=f"Logged {what} {about}, with your words as the "
-                                          "note.")
+        subject = (lead_title(logged.lead) if logged.lead is not None
+                   else f"customer {logged.customer_id}, {logged.customer_name}")
+        kind = "call" if logged.kind == "call" else "note"
+        again = "_already" if logged.duplicate else ""
+        dispatcher.utter_message(response=f"utter_{kind}{again}_logged", subject=subject)
         return []
 
 
@@ -426,25 +226,22 @@ class ActionPipelineSummary(Action):
             return []
         raw_status = entity(tracker, "lead_status")
         status = sales.parse_status(raw_status)
-
-        def fetch() -> sales.Pipeline:
-            with session_scope() as s:
-                return sales.pipeline_summary(session=s, identity=identity)
-
-        pipeline = await ask_crm(dispatcher, self.name(), fetch)
+        pipeline = await crm_call(dispatcher, sales.pipeline_summary, identity=identity)
         if pipeline is None:
             return []
-        you = "Your team has" if pipeline.scope == "team" else "You have"
+        you_have = "Your team has" if pipeline.scope == "team" else "You have"
         if pipeline.total == 0:
-            dispatcher.utter_message(text=f"{you} no leads yet.")
+            dispatcher.utter_message(response="utter_no_leads", you_have=you_have)
             return []
         if status is not None:
             entry = pipeline.count(status)
-            avg = (f", with an average score of {say_percent(entry.avg_score)}"
-                   if entry.avg_score is not None and entry.leads else "")
-            dispatcher.utter_message(text=(
-                f"{you} {say_count(entry.leads, status + ' lead')} out of "
-                f"{pipeline.total:,}{avg}."))
+            figures = {"you_have": you_have, "leads": say_count(entry.leads, status + " lead"),
+                       "total": f"{pipeline.total:,}"}
+            if entry.avg_score is not None and entry.leads:
+                dispatcher.utter_message(response="utter_pipeline_status_scored",
+                                         score=say_percent(entry.avg_score), **figures)
+            else:
+                dispatcher.utter_message(response="utter_pipeline_status", **figures)
             return []
         parts = say_list([f"{s.leads:,} {s.status}" for s in pipeline.statuses])
         lines = [f"{cap(whose(pipeline.scope, 'pipeline'))} has "
@@ -459,5 +256,6 @@ class ActionPipelineSummary(Action):
             lines.append("None has been marked won or lost yet.")
         lines.append(f"On record, {pipeline.converted_on_record:,} of these leads converted, "
                      f"{say_percent(pipeline.converted_on_record / pipeline.total)}.")
+        # Built here: one sentence per status the leads are in, plus the figures that exist.
         dispatcher.utter_message(text=" ".join(lines))
         return []

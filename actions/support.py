@@ -4,104 +4,49 @@ Complaints, reviews and payment problems need no verification: anyone may
 report one, and the ticket is tied to the customer only when they are known.
 When the message is only a wish to complain ("I want to make a complaint"),
 ``details_form`` asks for the details first. Refunds concern an order, so they
-go through the customer gate of :mod:`actions.orders`.
+go through the customer gate (:mod:`actions.gate`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.base import call_crm
+from actions.crm import NOT_FOUND, crm_call
+from actions.gate import EMAIL_SLOT, ORDER_SLOT, CustomerAction, forget_verified_email
 from actions.identity import identify
-from actions.orders import (
-    EMAIL_SLOT,
-    NOT_FOUND,
-    ORDER_SLOT,
-    CustomerAction,
-    crm_order_call,
-    forget_verified_email,
-    in_crm,
-    last_user_text,
-    money,
-    order_facts,
-    product_name,
-    spoken_date,
-    spoken_list,
+from actions.parsing import email_in, is_generic, last_user_text
+from actions.speech import order_facts, product_name, say_date, say_list, say_price
+from actions.tickets import (
+    DETAIL_KINDS,
+    DETAILS_SLOT,
+    KIND_SLOT,
+    ask_for_details,
+    file_ticket,
 )
 from crm_ml import support
 from crm_ml.identity import Identity
 
 logger = logging.getLogger(__name__)
 
-DETAILS_FORM = "details_form"
-DETAILS_SLOT = "request_details"
-KIND_SLOT = "details_kind"
-DETAIL_KINDS = {"complaint", "review", "account_change"}
-ORDER_KINDS = {"complaint", "review", "payment"}
-
-_WORD_RE = re.compile(r"[a-z']+")
-# Words that only say "I want to complain / review / change my account":
-# a message made of these alone carries no details worth a ticket.
-_REQUEST_WORDS = frozenset("""
-    i i'm im i'd id me my mine we our you your a an the to of for about with on in at and or
-    want wanna would like need needs have has had make made file lodge raise submit register
-    send leave write give post do does did can could how where what please pls plz just some
-    something it this that is am are be been so very really not happy unhappy
-    complaint complaints complain complaining formal official feedback review reviews rate
-    rating ratings star stars opinion experience service shop store company website site
-    account profile details detail info information settings personal edit change changes
-    update modify amend correct email e-mail mail address data
-""".split())
-_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24}")
-
-
-def is_generic(text: str) -> bool:
-    """Whether a message only asks to complain/review/change, without any details."""
-    words = _WORD_RE.findall(text.lower().replace("’", "'"))
-    return all(word in _REQUEST_WORDS for word in words)
-
-
-def email_in(text: str) -> str | None:
-    """The first e-mail address written in ``text``, checked."""
-    match = _EMAIL_IN_TEXT.search(text or "")
-    return support.clean_email(match.group(0)) if match else None
-
-
-def ask_for_details(kind: str) -> list[EventType]:
-    """Start ``details_form`` to collect what the customer wants to tell us.
-
-    The form's slot is empty whenever the form is not running (the submit
-    action clears it); setting it here would count as a (blank) answer.
-    """
-    return [SlotSet(KIND_SLOT, kind), FollowupAction(DETAILS_FORM)]
-
-
-def _order_id(tracker: Tracker) -> str | None:
-    value = tracker.get_slot(ORDER_SLOT)
-    return support.clean_order_id(value) if value else None
-
-
-async def file_ticket(dispatcher: CollectingDispatcher, tracker: Tracker, action: str,
-                      kind: str, text: str) -> int | None:
-    """Open a ticket of ``kind`` with the customer's words; answer with its reference.
-
-    The order under discussion goes with complaints, reviews and payment problems.
-    """
-    identity = identify(tracker)
-    order_id = _order_id(tracker) if kind in ORDER_KINDS else None
-    ticket = await call_crm(dispatcher, action, in_crm(
-        support.open_customer_ticket, identity=identity, kind=kind, text=text,
-        sender_id=tracker.sender_id, order_id=order_id))
-    if ticket is not None:
-        dispatcher.utter_message(response=f"utter_{kind}_recorded", ticket=ticket)
-    return ticket
+__all__ = [
+    "ActionComplaint",
+    "ActionPaymentIssue",
+    "ActionRecommendProducts",
+    "ActionRefundStatus",
+    "ActionRequestRefund",
+    "ActionReview",
+    "ActionSubmitDetails",
+    "ValidateDetailsForm",
+    # Kept importable from here for tests/e2e/test_conversation_tests.py; home: actions.parsing.
+    "email_in",
+    "is_generic",
+]
 
 
 class ActionComplaint(Action):
@@ -115,7 +60,7 @@ class ActionComplaint(Action):
         text = last_user_text(tracker, {"complaint"})
         if is_generic(text):
             return ask_for_details("complaint")
-        await file_ticket(dispatcher, tracker, self.name(), "complaint", text)
+        await file_ticket(dispatcher, tracker, "complaint", text)
         return []
 
 
@@ -130,7 +75,7 @@ class ActionReview(Action):
         text = last_user_text(tracker, {"review"})
         if is_generic(text):
             return ask_for_details("review")
-        await file_ticket(dispatcher, tracker, self.name(), "review", text)
+        await file_ticket(dispatcher, tracker, "review", text)
         return []
 
 
@@ -174,14 +119,14 @@ class ActionSubmitDetails(Action):
             if identity.role != "customer":
                 dispatcher.utter_message(response="utter_need_verification")
                 return done
-            ticket = await call_crm(dispatcher, self.name(), in_crm(
-                support.request_account_change, identity=identity, request=text,
-                new_email=email_in(text), sender_id=tracker.sender_id))
+            ticket = await crm_call(dispatcher, support.request_account_change,
+                                    identity=identity, request=text, new_email=email_in(text),
+                                    sender_id=tracker.sender_id)
             if ticket is not None:
                 dispatcher.utter_message(response="utter_account_change_recorded", ticket=ticket)
             # A new address typed into the form also landed in the e-mail slot.
             return [*done, SlotSet(EMAIL_SLOT, None)]
-        await file_ticket(dispatcher, tracker, self.name(), kind, text)
+        await file_ticket(dispatcher, tracker, kind, text)
         return done
 
 
@@ -194,7 +139,7 @@ class ActionPaymentIssue(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
         text = last_user_text(tracker, {"payment_issue"})
-        await file_ticket(dispatcher, tracker, self.name(), "payment", text)
+        await file_ticket(dispatcher, tracker, "payment", text)
         return []
 
 
@@ -208,9 +153,9 @@ class ActionRequestRefund(CustomerAction):
 
     async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      identity: Identity, order_id: str | None) -> list[EventType]:
-        outcome = await crm_order_call(dispatcher, self.name(), in_crm(
-            support.request_refund, identity=identity, order_id=order_id,
-            reason=last_user_text(tracker, {"get_refund"}), sender_id=tracker.sender_id))
+        outcome = await crm_call(dispatcher, support.request_refund, identity=identity,
+                                 order_id=order_id, reason=last_user_text(tracker, {"get_refund"}),
+                                 sender_id=tracker.sender_id, not_found="utter_order_not_found")
         if outcome is NOT_FOUND:
             return [SlotSet(ORDER_SLOT, None)]
         if not isinstance(outcome, support.RefundRequest):
@@ -232,14 +177,14 @@ def _refund_sentences(status: support.RefundStatus) -> list[str]:
         about = f" for order {req.order_id}" if req.order_id else ""
         state = "is being handled" if req.status == "open" else f"is {req.status}"
         sentences.append(f"Your refund request{about}, reference {req.ticket_id}, from "
-                         f"{spoken_date(req.opened_at)}, {state}.")
+                         f"{say_date(req.opened_at)}, {state}.")
     for credit in status.credits:
         if credit.kind == "cancellation":
-            sentences.append(f"{money(credit.amount)} was credited back to you on "
-                             f"{spoken_date(credit.date)}, by cancellation note {credit.order_id}.")
+            sentences.append(f"{say_price(credit.amount)} was credited back to you on "
+                             f"{say_date(credit.date)}, by cancellation note {credit.order_id}.")
         else:
             sentences.append(f"Order {credit.order_id} was cancelled, so its "
-                             f"{money(credit.amount)} goes back to your original payment "
+                             f"{say_price(credit.amount)} goes back to your original payment "
                              "method within 5 to 10 working days of the cancellation.")
     return sentences
 
@@ -252,8 +197,7 @@ class ActionRefundStatus(CustomerAction):
 
     async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      identity: Identity, order_id: str | None) -> list[EventType]:
-        status = await call_crm(dispatcher, self.name(), in_crm(
-            support.refund_status, identity=identity))
+        status = await crm_call(dispatcher, support.refund_status, identity=identity)
         if status is None:
             return []
         sentences = _refund_sentences(status)
@@ -275,15 +219,14 @@ class ActionRecommendProducts(Action):
         identity = identify(tracker)
         if identity.role != "customer":
             identity = Identity("anonymous")  # staff ask for a customer's ideas elsewhere
-        found = await call_crm(dispatcher, self.name(), in_crm(
-            support.suggestions, identity=identity))
+        found = await crm_call(dispatcher, support.suggestions, identity=identity)
         if found is None:
             return []
         if not found.items:
             dispatcher.utter_message(response="utter_no_suggestions")
             return []
-        products = spoken_list([f"{product_name(p.description)} at {money(p.unit_price)}"
-                                for p in found.items])
+        products = say_list([f"{product_name(p.description)} at {say_price(p.unit_price)}"
+                             for p in found.items])
         response = "utter_suggest_personal" if found.personal else "utter_suggest_best_sellers"
         dispatcher.utter_message(response=response, products=products)
         return []

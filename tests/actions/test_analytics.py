@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from actions import analytics
+from actions import crm as actions_crm
 from console.charts import router as charts_router
 from crm_ml import signing
 from crm_ml.config import get_settings
@@ -89,7 +90,7 @@ def test_churn_without_scores_refused_and_down(crm: str,  # noqa: F811
     _clear(crm, m.ChurnScore)
     _, said = run(analytics.ActionChurnRisk(), tracker("churn risk", "ask_churn_risk"))
     assert said == [{"response": "utter_no_churn_scores", "whose": "your accounts"}]
-    with crm_down(monkeypatch, analytics):
+    with crm_down(monkeypatch, actions_crm):
         _, said = run(analytics.ActionChurnRisk(), tracker("churn risk", "ask_churn_risk"))
     assert said == [UNAVAILABLE]
 
@@ -178,7 +179,7 @@ def test_segment_summary_problems(crm: str, monkeypatch: pytest.MonkeyPatch) -> 
     _, said = run(analytics.ActionSegmentSummary(), tracker("rfm summary",
                                                             "ask_segment_summary", None))
     assert said == [NOT_ALLOWED]
-    with crm_down(monkeypatch, analytics):
+    with crm_down(monkeypatch, actions_crm):
         _, said = run(analytics.ActionSegmentSummary(), tracker("rfm summary",
                                                                 "ask_segment_summary"))
     assert said == [UNAVAILABLE]
@@ -237,7 +238,7 @@ def test_recommendations_checks(crm: str, monkeypatch: pytest.MonkeyPatch) -> No
     _, said = run(action, tracker("offer for 12347", "ask_customer_recommendations",
                                   "customer:12347", customer_id="12347"))
     assert said == [NOT_ALLOWED]
-    with crm_down(monkeypatch, analytics):
+    with crm_down(monkeypatch, actions_crm):
         _, said = run(action, tracker("offer for 12347", "ask_customer_recommendations",
                                       customer_id="12347"))
     assert said == [UNAVAILABLE]
@@ -339,7 +340,7 @@ def test_forecast_refused_missing_and_down(crm: str,  # noqa: F811
     assert said == [NOT_ALLOWED]
     _, said = run(action, tracker("revenue forecast", "ask_sales_forecast", "customer:12347"))
     assert said == [NOT_ALLOWED]
-    with crm_down(monkeypatch, analytics):
+    with crm_down(monkeypatch, actions_crm):
         _, said = run(action, tracker("revenue forecast", "ask_sales_forecast"))
     assert said == [UNAVAILABLE]
     monkeypatch.undo()

@@ -18,6 +18,7 @@ from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
 from crm_ml.identity import sign
+from tests.actions.wording import render
 
 SECRET = "s3cret"
 
@@ -122,7 +123,7 @@ def test_customer_count(crm, user: str) -> None:
                       country="Iceland", kind="sale", status="delivered", total=1))
     events, dispatcher = run(ActionCustomerCount(), tracker(metadata=staff(user)))
     assert events == []
-    assert dispatcher.messages[0]["text"].startswith("We have 1 customers in the CRM; 1 of them")
+    assert render(dispatcher.messages[0]).startswith("We have 1 customers in the CRM; 1 of them")
 
 
 @pytest.mark.parametrize("metadata, slots", [
