@@ -51,11 +51,7 @@ series, so :func:`chart_png` can draw any horizon from 1 to 52 weeks.
 
 from __future__ import annotations
 
-import io
 import logging
-import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,216 +59,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crm_ml.outputs import write_forecasts
+from crm_ml.sarimax import (
+    HORIZON_WEEKS,
+    SeasonalSARIMAX,
+    choose_d,
+    fourier_terms,
+    holiday_dummies,
+    seasonal_exog,
+    select_order,
+)
+from crm_ml.training import Progress, training
+
+__all__ = [
+    "HORIZON_WEEKS",
+    "MODEL_NAME",
+    "SEASON_WEEKS",
+    "ForecastArtifact",
+    "Progress",
+    "SeasonalSARIMAX",
+    "backtest",
+    "chart_png",
+    "choose_d",
+    "forecast_all",
+    "forecast_chart_png",
+    "forecast_metrics",
+    "fourier_terms",
+    "holiday_dummies",
+    "revenue_series",
+    "seasonal_exog",
+    "seasonal_naive",
+    "select_order",
+    "train_and_store",
+    "write_forecasts",
+]
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "forecast"
-HORIZON_WEEKS = 13
 SEASON_WEEKS = 52
-
-Progress = Callable[[str], None]
-
-
-def fourier_terms(weeks: pd.DatetimeIndex, n_harmonics: int) -> pd.DataFrame:
-    """Yearly Fourier terms of weekly periods.
-
-    Args:
-        weeks: The weeks' Mondays.
-        n_harmonics: Pairs of sin/cos terms.
-
-    Returns:
-        Columns ``sin1, cos1, ..., sinK, cosK`` indexed like ``weeks``.
-    """
-    mid = weeks + pd.Timedelta(days=3)
-    t = (mid.dayofyear.to_numpy() - 1) / 365.25
-    cols: dict[str, np.ndarray] = {}
-    for k in range(1, n_harmonics + 1):
-        cols[f"sin{k}"] = np.sin(2 * np.pi * k * t)
-        cols[f"cos{k}"] = np.cos(2 * np.pi * k * t)
-    return pd.DataFrame(cols, index=weeks)
-
-
-def holiday_dummies(weeks: pd.DatetimeIndex) -> pd.DataFrame:
-    """Dummies of the week holding 25 December and the week holding 1 January.
-
-    Args:
-        weeks: The weeks' Mondays.
-    """
-    end = weeks + pd.Timedelta(days=6)
-
-    def holds(month: int, day: int) -> np.ndarray:
-        hit = np.zeros(len(weeks))
-        for year_of in (weeks.year, end.year):
-            date = pd.to_datetime({"year": year_of, "month": month, "day": day})
-            hit = np.maximum(hit, ((date >= weeks) & (date <= end)).to_numpy(dtype=float))
-        return hit
-
-    return pd.DataFrame({"christmas": holds(12, 25), "new_year": holds(1, 1)}, index=weeks)
-
-
-def seasonal_exog(weeks: pd.DatetimeIndex, n_harmonics: int = 2,
-                  holidays: bool = True) -> pd.DataFrame:
-    """Exogenous regressors of the model: Fourier terms and holiday dummies."""
-    parts = [fourier_terms(weeks, n_harmonics)]
-    if holidays:
-        parts.append(holiday_dummies(weeks))
-    return pd.concat(parts, axis=1)
-
-
-def choose_d(z: np.ndarray, exog: np.ndarray | None, *, alpha: float = 0.05) -> int:
-    """Pick the differencing order by a KPSS test on the seasonal regression's residuals.
-
-    Args:
-        z: The (transformed) series.
-        exog: Regressors removed first by least squares (with a constant).
-        alpha: Level of the test; stationarity rejected below it gives ``d = 1``.
-
-    Returns:
-        0 or 1.
-    """
-    from statsmodels.tsa.stattools import kpss
-
-    X = np.ones((len(z), 1)) if exog is None else np.column_stack([np.ones(len(z)), exog])
-    beta, *_ = np.linalg.lstsq(X, z, rcond=None)
-    resid = z - X @ beta
-    if np.allclose(resid, resid[0]):
-        return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _stat, p_value, *_ = kpss(resid, regression="c", nlags="auto")
-    return int(p_value < alpha)
-
-
-def select_order(z: np.ndarray, exog: np.ndarray | None = None, *, d: int = 0, p_max: int = 2,
-                 q_max: int = 2, trend: str | None = None) -> tuple[tuple[int, int, int], Any,
-                                                                    dict[str, float]]:
-    """Fit SARIMAX(p, d, q) for p <= p_max, q <= q_max and keep the lowest AIC.
-
-    Args:
-        z: The series.
-        exog: Exogenous regressors, or None.
-        d: Differencing order (fixed: AIC cannot compare different d).
-        p_max: Largest AR order.
-        q_max: Largest MA order.
-        trend: statsmodels trend; default a constant when ``d == 0``, none otherwise.
-
-    Returns:
-        The best order, its fitted results and the AIC of every order tried
-        (``"p,d,q" -> AIC``; failed fits are left out).
-
-    Raises:
-        RuntimeError: no order could be fitted.
-    """
-    from statsmodels.tsa.statespace.sarimax import SARIMAX
-
-    if trend is None:
-        trend = "c" if d == 0 else "n"
-    best: tuple[float, tuple[int, int, int], Any] | None = None
-    table: dict[str, float] = {}
-    for p in range(p_max + 1):
-        for q in range(q_max + 1):
-            order = (p, d, q)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = SARIMAX(z, exog=exog, order=order, trend=trend,
-                                  concentrate_scale=True).fit(disp=False)
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                logger.debug("SARIMAX%s failed: %s", order, exc)
-                continue
-            if not np.isfinite(res.aic):
-                continue
-            table[f"{p},{d},{q}"] = float(res.aic)
-            if best is None or res.aic < best[0]:
-                best = (float(res.aic), order, res)
-    if best is None:
-        raise RuntimeError("no SARIMAX order could be fitted")
-    return best[1], best[2], table
-
-
-class SeasonalSARIMAX:
-    """SARIMAX on shifted-log weekly revenue with yearly Fourier terms and holiday dummies.
-
-    Args:
-        n_harmonics: Pairs of yearly Fourier terms.
-        holidays: Add the Christmas and New Year week dummies.
-        offset_ratio: The log shift ``c`` as a share of the median positive week.
-        p_max: Largest AR order tried.
-        q_max: Largest MA order tried.
-        d: Differencing order; None picks it by a KPSS test.
-        alpha: 1 - level of the prediction intervals.
-
-    Attributes:
-        offset_: The log shift ``c``.
-        columns_: Exogenous columns used (all-zero columns of the fit are dropped).
-        d_: Differencing order used.
-        order_: The (p, d, q) chosen by AIC.
-        aic_: Its AIC.
-        aic_table_: AIC of every order tried.
-        results_: The fitted statsmodels results.
-        last_week_: Monday of the last week fitted.
-    """
-
-    def __init__(self, n_harmonics: int = 2, holidays: bool = True, offset_ratio: float = 0.1,
-                 p_max: int = 2, q_max: int = 2, d: int | None = None,
-                 alpha: float = 0.05) -> None:
-        self.n_harmonics = n_harmonics
-        self.holidays = holidays
-        self.offset_ratio = offset_ratio
-        self.p_max = p_max
-        self.q_max = q_max
-        self.d = d
-        self.alpha = alpha
-
-    def _exog(self, weeks: pd.DatetimeIndex) -> pd.DataFrame:
-        return seasonal_exog(weeks, self.n_harmonics, self.holidays)
-
-    def fit(self, y: pd.Series) -> SeasonalSARIMAX:
-        """Fit on weekly revenue.
-
-        Args:
-            y: Revenue per week, indexed by consecutive Mondays, no gaps.
-
-        Returns:
-            self
-        """
-        y = y.astype(float)
-        if len(y) < 8:
-            raise ValueError(f"need at least 8 weeks of history, got {len(y)}")
-        weeks = pd.DatetimeIndex(y.index)
-        positive = y[y > 0]
-        self.offset_ = float(self.offset_ratio * positive.median()) if len(positive) else 1.0
-        self.offset_ = max(self.offset_, 1e-6)
-        z = np.log(y.clip(lower=0).to_numpy() + self.offset_)
-        X = self._exog(weeks)
-        self.columns_ = [c for c in X.columns if X[c].abs().sum() > 0]
-        exog = X[self.columns_].to_numpy() if self.columns_ else None
-        self.d_ = choose_d(z, exog) if self.d is None else int(self.d)
-        self.order_, self.results_, self.aic_table_ = select_order(
-            z, exog, d=self.d_, p_max=self.p_max, q_max=self.q_max)
-        self.aic_ = float(self.results_.aic)
-        self.last_week_ = weeks[-1]
-        return self
-
-    def predict(self, horizon: int = HORIZON_WEEKS) -> pd.DataFrame:
-        """Forecast the next ``horizon`` weeks.
-
-        Returns:
-            Columns ``yhat``, ``lower``, ``upper`` (the 1 - alpha interval), indexed
-            by the weeks' Mondays; never below zero.
-        """
-        weeks = pd.date_range(self.last_week_ + pd.Timedelta(days=7), periods=horizon,
-                              freq="W-MON")
-        exog = self._exog(weeks)[self.columns_].to_numpy() if self.columns_ else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fc = self.results_.get_forecast(horizon, exog=exog)
-            mean = np.asarray(fc.predicted_mean, dtype=float)
-            ci = np.asarray(fc.conf_int(alpha=self.alpha), dtype=float)
-        def back(v: np.ndarray) -> np.ndarray:  # log(y + c) -> y, monotone
-            return np.maximum(np.exp(v) - self.offset_, 0.0)
-
-        return pd.DataFrame({"yhat": back(mean), "lower": back(ci[:, 0]), "upper": back(ci[:, 1])},
-                            index=pd.DatetimeIndex(weeks, name="week"))
 
 
 def seasonal_naive(y: pd.Series, weeks: pd.DatetimeIndex) -> np.ndarray:
@@ -340,22 +165,14 @@ def forecast_metrics(detail: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def _money(value: float, _pos: int = 0) -> str:
-    if abs(value) >= 1_000_000:
-        return f"£{value / 1_000_000:.1f}m"
-    if abs(value) >= 1_000:
-        return f"£{value / 1_000:.0f}k"
-    return f"£{value:.0f}"
-
-
 def forecast_chart_png(history: pd.Series, forecast: pd.DataFrame, *, weeks: int = HORIZON_WEEKS,
                        history_weeks: int = 52, title: str | None = None,
                        actuals: pd.Series | None = None, size: tuple[float, float] = (8.0, 4.0),
                        dpi: int = 100) -> bytes:
     """Draw weekly history, the forecast and its shaded interval as a PNG.
 
-    matplotlib's Agg canvas is used through a :class:`~matplotlib.figure.Figure`
-    (no pyplot, no global state), so it is safe from threads and servers.
+    The drawing is :func:`crm_ml.charts.forecast_chart` (the one forecast chart);
+    this puts a fitted model's output in its shape.
 
     Args:
         history: Weekly revenue before the forecast.
@@ -370,34 +187,20 @@ def forecast_chart_png(history: pd.Series, forecast: pd.DataFrame, *, weeks: int
     Returns:
         The PNG file's bytes.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from crm_ml.charts import forecast_chart
 
     fc = forecast.iloc[:max(1, weeks)]
     hist = history.iloc[-history_weeks:] if history_weeks else history.iloc[:0]
-    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
-    ax = fig.add_subplot()
-    if len(hist):
-        ax.plot(hist.index, hist.to_numpy(), color="#1f4e79", linewidth=1.5, label="actual")
-    ax.fill_between(fc.index, fc["lower"], fc["upper"], color="#c55a11", alpha=0.2, linewidth=0,
-                    label="95% interval")
-    xs, ys = list(fc.index), list(fc["yhat"])
-    if len(hist):
-        xs, ys = [hist.index[-1], *xs], [float(hist.iloc[-1]), *ys]
-    ax.plot(xs, ys, color="#c55a11", linewidth=2, marker="o", markersize=3, label="forecast")
+    held_out = None
     if actuals is not None:
         act = actuals.reindex(fc.index)
-        ax.plot(act.index, act.to_numpy(), color="#1f4e79", linewidth=1.5, linestyle="--",
-                marker="s", markersize=3, label="actual (held out)")
-    ax.yaxis.set_major_formatter(FuncFormatter(_money))
-    ax.set_ylim(bottom=0)
-    ax.set_title(title or f"Weekly revenue: next {len(fc)} weeks")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        held_out = [(w.to_pydatetime(), float(v)) for w, v in act.items()]
+    return forecast_chart(
+        [(w.to_pydatetime(), float(v)) for w, v in hist.items()],
+        [(w.to_pydatetime(), float(r.yhat), float(r.lower), float(r.upper))
+         for w, r in zip(fc.index, fc.itertuples(index=False), strict=True)],
+        title=title or f"Weekly revenue: next {len(fc)} weeks", actuals=held_out,
+        size=size, dpi=dpi)
 
 
 def chart_png(weeks: int = HORIZON_WEEKS, series: str = "total", *,
@@ -431,49 +234,6 @@ def chart_png(weeks: int = HORIZON_WEEKS, series: str = "total", *,
     return forecast_chart_png(artifact.history[series], forecast, weeks=weeks,
                               history_weeks=history_weeks,
                               title=f"Weekly revenue ({label}): next {weeks} weeks")
-
-
-def backtest_chart_png(detail: pd.DataFrame, history: pd.Series | None = None, *,
-                       size: tuple[float, float] = (9.0, 4.0), dpi: int = 100) -> bytes:
-    """Draw backtest forecasts with intervals against the actuals and seasonal naive.
-
-    Args:
-        detail: Rows of :func:`backtest` (``week, actual, yhat, lower, upper, naive``).
-        history: Weekly revenue before the backtest, drawn for context.
-        size: Figure size in inches.
-        dpi: Resolution.
-
-    Returns:
-        The PNG file's bytes.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    d = detail.sort_values("week")
-    weeks = pd.to_datetime(d["week"])
-    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
-    ax = fig.add_subplot()
-    if history is not None and len(history):
-        ax.plot(history.index, history.to_numpy(), color="#9db7d5", linewidth=1.2,
-                label="history")
-    for _origin, g in d.groupby("origin"):
-        w = pd.to_datetime(g["week"])
-        ax.fill_between(w, g["lower"], g["upper"], color="#c55a11", alpha=0.18, linewidth=0)
-        ax.plot(w, g["yhat"], color="#c55a11", linewidth=1.6)
-    ax.plot(weeks, d["actual"], color="#1f4e79", linewidth=1.6, marker="o", markersize=2.5,
-            label="actual")
-    ax.plot(weeks, d["naive"], color="#7f7f7f", linewidth=1, linestyle=":",
-            label="seasonal naive")
-    ax.plot([], [], color="#c55a11", linewidth=1.6, label="SARIMAX (4-week blocks), 95% band")
-    ax.yaxis.set_major_formatter(FuncFormatter(_money))
-    ax.set_ylim(bottom=0)
-    ax.set_title("Backtest: 13 rolling origins, 4 weeks ahead each")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def revenue_series(transactions: pd.DataFrame, segments: pd.Series | None = None,
@@ -554,35 +314,6 @@ def forecast_all(series: dict[str, pd.Series], *, horizon: int = HORIZON_WEEKS,
     return pd.concat(frames, ignore_index=True), fitted, models
 
 
-def write_forecasts(*, session: Any, rows: pd.DataFrame, model_version: str) -> int:
-    """Store forecast rows (``series, week, yhat, lower, upper``) under ``model_version``.
-
-    Earlier versions' rows of the same series are removed: readers take the
-    latest version anyway, and the table stays small.
-
-    Args:
-        session: Open session; the caller owns the transaction.
-        rows: Forecast rows.
-        model_version: The registry version that produced them.
-
-    Returns:
-        Rows written.
-    """
-    from sqlalchemy import delete, insert
-
-    from crm_ml.db.models import Forecast
-
-    names = sorted(rows["series"].unique())
-    session.execute(delete(Forecast).where(Forecast.series.in_(names)))
-    records = [{"series": r.series, "period_start": pd.Timestamp(r.week).date(),
-                "yhat": round(float(r.yhat), 2), "lower": round(float(r.lower), 2),
-                "upper": round(float(r.upper), 2), "model_version": model_version}
-               for r in rows.itertuples(index=False)]
-    if records:
-        session.execute(insert(Forecast), records)
-    return len(records)
-
-
 def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Backtest the total, forecast every series 13 weeks ahead, store the rows.
@@ -596,53 +327,43 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         ``{rmse, mape, mase, interval_coverage, seasonal_naive_mape}`` of the
         total's backtest.
     """
-    import statsmodels.tsa.statespace.sarimax  # noqa: F401 - load BLAS before limiting it
-    from threadpoolctl import threadpool_limits
+    from crm_ml.features.transactions import load_transactions, transactions_hash
+    from crm_ml.segmentation import stored_or_computed_segments
 
-    from crm_ml import registry
-    from crm_ml.db import session_scope
-    from crm_ml.features.transactions import transactions_hash
-    from crm_ml.segmentation import load_transactions, read_segments, rfm_segments_of
-
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    tx, source = load_transactions(url, say, "forecast")
-    with session_scope(url) as s:
-        segments = read_segments(session=s)
-    if segments.empty:
-        segments = rfm_segments_of(tx)
-    series = revenue_series(tx, segments)
-    total = series["total"]
-    say(f"forecast: {len(total)} complete weeks, {total.index[0].date()}.."
-        f"{total.index[-1].date()}; backtest over 13 origins")
-    with threadpool_limits(limits=1):
+    # statsmodels is loaded first so that the thread limit reaches its BLAS.
+    with training(MODEL_NAME, url=url, models_dir=models_dir, progress=progress,
+                  preload=("statsmodels.tsa.statespace.sarimax",)) as run:
+        tx, source = load_transactions(url, run.say, "forecast")
+        series = revenue_series(tx, stored_or_computed_segments(url, tx))
+        total = series["total"]
+        run.say(f"forecast: {len(total)} complete weeks, {total.index[0].date()}.."
+                f"{total.index[-1].date()}; backtest over 13 origins")
         bt_metrics, detail = backtest(total)
-        say(f"forecast: backtest MAPE {bt_metrics['mape']:.1f}% (seasonal naive "
-            f"{bt_metrics['seasonal_naive_mape']:.1f}%), MASE {bt_metrics['mase']:.2f}")
-        rows, fitted, models = forecast_all(series, say=say)
-    metrics = {k: bt_metrics[k] for k in
-               ("rmse", "mape", "mase", "interval_coverage", "seasonal_naive_mape")}
-    model = SeasonalSARIMAX()
-    params = {
-        "n_harmonics": model.n_harmonics, "holidays": model.holidays,
-        "offset_ratio": model.offset_ratio, "p_max": model.p_max, "q_max": model.q_max,
-        "alpha": model.alpha, "horizon_weeks": HORIZON_WEEKS, "source": source,
-        "weeks": [str(total.index[0].date()), str(total.index[-1].date())],
-        "backtest": {k: v for k, v in bt_metrics.items()}, "series": fitted,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    detail_csv = detail.assign(origin=detail["origin"].dt.date, week=detail["week"].dt.date)
-    history_csv = total.rename_axis("week").reset_index()
-    history_csv["week"] = history_csv["week"].dt.date
-    extra = {"backtest.csv": detail_csv.to_csv(index=False).encode(),
-             "history.csv": history_csv.to_csv(index=False).encode(),
-             "forecast.csv": rows.assign(week=rows["week"].dt.date).to_csv(index=False).encode()}
-    with session_scope(url) as s:
+        run.say(f"forecast: backtest MAPE {bt_metrics['mape']:.1f}% (seasonal naive "
+                f"{bt_metrics['seasonal_naive_mape']:.1f}%), MASE {bt_metrics['mase']:.2f}")
+        rows, fitted, models = forecast_all(series, say=run.say)
+        metrics = {k: bt_metrics[k] for k in
+                   ("rmse", "mape", "mase", "interval_coverage", "seasonal_naive_mape")}
+        model = SeasonalSARIMAX()
+        params = {
+            "n_harmonics": model.n_harmonics, "holidays": model.holidays,
+            "offset_ratio": model.offset_ratio, "p_max": model.p_max, "q_max": model.q_max,
+            "alpha": model.alpha, "horizon_weeks": HORIZON_WEEKS, "source": source,
+            "weeks": [str(total.index[0].date()), str(total.index[-1].date())],
+            "backtest": {k: v for k, v in bt_metrics.items()}, "series": fitted,
+            "seconds": run.seconds,
+        }
+        detail_csv = detail.assign(origin=detail["origin"].dt.date, week=detail["week"].dt.date)
+        history_csv = total.rename_axis("week").reset_index()
+        history_csv["week"] = history_csv["week"].dt.date
+        extra = {"backtest.csv": detail_csv.to_csv(index=False).encode(),
+                 "history.csv": history_csv.to_csv(index=False).encode(),
+                 "forecast.csv": rows.assign(week=rows["week"].dt.date).to_csv(
+                     index=False).encode()}
         artifact = ForecastArtifact(models, {k: series[k] for k in models}, rows)
-        info = registry.save(MODEL_NAME, artifact, metrics=metrics,
-                             data_hash=transactions_hash(tx), params=params,
-                             models_dir=models_dir, session=s, extra_files=extra)
-        n = write_forecasts(session=s, rows=rows, model_version=info.version)
-    say(f"forecast: {len(fitted)} series, {n} weekly rows written")
+        _info, n = run.store(artifact, metrics=metrics, data_hash=transactions_hash(tx),
+                             params=params, extra_files=extra,
+                             write=lambda s, version: write_forecasts(
+                                 session=s, rows=rows, model_version=version))
+        run.say(f"forecast: {len(fitted)} series, {n} weekly rows written")
     return metrics
-

@@ -30,16 +30,45 @@ metadata has them. Any ``params`` or ``metrics`` entry (at any depth) named
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import html
-import io
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from crm_ml.charts import (
+    calibration_png,
+    cluster_sizes_png,
+    confusion_png,
+    elbow_png,
+    segment_sizes_png,
+)
+from crm_ml.report_render import render_html, render_markdown
+
+__all__ = [
+    "KEYS",
+    "PAPER_FIGURES",
+    "REGISTRY_NAMES",
+    "PaperFigure",
+    "RunInfo",
+    "Section",
+    "backtest_png",
+    "build_sections",
+    "calibration_pngs",
+    "cluster_sizes_png",
+    "collect_metrics",
+    "confusion_pngs",
+    "elbow_png",
+    "forecast_png",
+    "latest_runs",
+    "metrics_json",
+    "render_html",
+    "render_markdown",
+    "segment_sizes_png",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -192,78 +221,13 @@ def collect_metrics(*, models_dir: Path | None = None, url: str | None = None,
 # ---------------------------------------------------------------------------- charts
 
 
-def _figure(size: tuple[float, float] = (5.0, 3.4)) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size, dpi=100, layout="constrained")
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def elbow_png(params: dict[str, Any]) -> bytes | None:
-    """Inertia and silhouette over k, the elbow and the chosen k marked."""
-    ks, inertias, sils = params.get("ks"), params.get("inertias"), params.get("silhouettes")
-    if not (ks and inertias and sils):
-        return None
-    fig = _figure((6.0, 3.4))
-    ax = fig.add_subplot()
-    ax.plot(ks, inertias, marker="o", color="#1f4e79", label="inertia (elbow)")
-    ax.set_xlabel("k")
-    ax.set_ylabel("inertia")
-    ax2 = ax.twinx()
-    ax2.plot(ks, sils, marker="s", color="#c55a11", label="silhouette")
-    ax2.set_ylabel("silhouette")
-    if params.get("elbow_k") in ks:
-        ax.axvline(params["elbow_k"], color="#1f4e79", linestyle=":", label="elbow")
-    chosen = params.get("chosen_k")
-    if chosen in ks:
-        ax.axvline(chosen, color="#c55a11", linestyle="--", label="chosen k")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper right")
-    ax.set_title("K-Means: elbow and silhouette")
-    return _png(fig)
-
-
-def segment_sizes_png(counts: dict[str, int]) -> bytes | None:
-    """Horizontal bars of customers per RFM segment."""
-    if not counts:
-        return None
-    names = list(counts)[::-1]
-    fig = _figure((6.0, 3.8))
-    ax = fig.add_subplot()
-    bars = ax.barh(names, [counts[n] for n in names], color="#1f4e79")
-    ax.bar_label(bars, fmt="{:,.0f}", fontsize=7, padding=2)
-    ax.set_xlabel("customers")
-    ax.set_title("RFM segments")
-    return _png(fig)
-
-
-def cluster_sizes_png(profiles: list[dict[str, Any]]) -> bytes | None:
-    """Bars of customers per K-Means cluster, labelled by name."""
-    if not profiles:
-        return None
-    fig = _figure((6.0, 2.8))
-    ax = fig.add_subplot()
-    names = [p["name"] for p in profiles][::-1]
-    bars = ax.barh(names, [p["size"] for p in profiles][::-1], color="#c55a11")
-    ax.bar_label(bars, fmt="{:,.0f}", fontsize=7, padding=2)
-    ax.set_xlabel("customers")
-    ax.set_title("K-Means clusters")
-    return _png(fig)
-
-
 def backtest_png(path: Path | None) -> bytes | None:
     """The forecast backtest against actuals, from the artifact's CSV files."""
     if path is None or not (path / "backtest.csv").is_file():
         return None
     import pandas as pd
 
-    from crm_ml.forecasting import backtest_chart_png
+    from crm_ml.charts import backtest_png as draw
 
     detail = pd.read_csv(path / "backtest.csv", parse_dates=["origin", "week"])
     history = None
@@ -271,7 +235,7 @@ def backtest_png(path: Path | None) -> bytes | None:
         hist = pd.read_csv(path / "history.csv", parse_dates=["week"]).set_index("week")
         history = hist.iloc[:, 0]
         history = history[history.index < detail["week"].min()]
-    return backtest_chart_png(detail, history)
+    return draw(detail, history)
 
 
 def forecast_png(path: Path | None) -> bytes | None:
@@ -311,15 +275,9 @@ def calibration_pngs(run: RunInfo) -> list[tuple[str, bytes]]:
         true = value.get("prob_true") or value.get("fraction_positive")
         if not (isinstance(pred, list) and isinstance(true, list) and len(pred) == len(true)):
             continue
-        fig = _figure((3.6, 3.4))
-        ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", label="perfect")
-        ax.plot(pred, true, marker="o", color="#1f4e79", label="model")
-        ax.set_xlabel("predicted probability")
-        ax.set_ylabel("observed frequency")
-        ax.set_title(f"Calibration: {_label(run.name, path)}", fontsize=9)
-        ax.legend(fontsize=8)
-        out.append((f"calibration {_label(run.name, path)}", _png(fig)))
+        label = _label(run.name, path)
+        out.append((f"calibration {label}",
+                    calibration_png(pred, true, title=f"Calibration: {label}")))
     return out
 
 
@@ -342,19 +300,8 @@ def confusion_pngs(run: RunInfo) -> list[tuple[str, bytes]]:
             continue
         labels = [str(v) for v in labels] if labels and len(labels) == len(mat) else \
             [str(i) for i in range(len(mat))]
-        fig = _figure((3.6, 3.2))
-        ax = fig.add_subplot()
-        ax.imshow(mat, cmap="Blues")
-        for i in range(len(mat)):
-            for j in range(len(mat)):
-                ax.text(j, i, f"{mat[i, j]:,.0f}", ha="center", va="center", fontsize=8,
-                        color="white" if mat[i, j] > mat.max() / 2 else "black")
-        ax.set_xticks(range(len(mat)), labels, fontsize=8)
-        ax.set_yticks(range(len(mat)), labels, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("actual")
-        ax.set_title(f"Confusion: {_label(run.name, path)}", fontsize=9)
-        out.append((f"confusion {_label(run.name, path)}", _png(fig)))
+        label = _label(run.name, path)
+        out.append((f"confusion {label}", confusion_png(mat, labels, title=f"Confusion: {label}")))
     return out
 
 
@@ -492,79 +439,6 @@ def _notes(key: str, run: RunInfo) -> list[str]:
     if "seconds" in p:
         notes.append(f"Training took {p['seconds']} s.")
     return notes
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
-h1{font-size:1.6em} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:.25em .6em;
-font-size:.92em;text-align:left} th{background:#f3f3f3} .meta{color:#666;font-size:.85em}
-.imgs{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0} figcaption{font-size:.8em;color:#555}
-"""
-
-
-def render_html(sections: list[Section], *, generated: str | None = None) -> str:
-    """The report as one self-contained HTML page (pictures inlined)."""
-    generated = generated or dt.datetime.now().isoformat(timespec="seconds")
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             "<title>CRM assistant: model report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>CRM assistant: model report</h1>",
-             f"<p class='meta'>Held-out metrics of the model versions in use, generated "
-             f"{html.escape(generated)}. Figures from the literature side by side.</p>"]
-    for sec in sections:
-        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
-        if sec.run is None:
-            parts.append("<p><em>Not trained yet: run <code>crm-ml train</code>.</em></p>")
-            continue
-        parts.append(f"<p class='meta'>{html.escape(sec.run.name)} version "
-                     f"{html.escape(sec.run.version)}, trained {html.escape(sec.run.trained_at)}"
-                     "</p>")
-        parts.append("<table><tr><th>metric</th><th>ours (held out)</th>"
-                     "<th>literature</th></tr>")
-        for metric, ours, paper in sec.rows:
-            parts.append(f"<tr><td>{html.escape(metric)}</td><td>{ours}</td>"
-                         f"<td>{html.escape(paper)}</td></tr>")
-        parts.append("</table>")
-        for note in sec.notes:
-            parts.append(f"<p>{html.escape(note)}</p>")
-        if sec.images:
-            parts.append("<div class='imgs'>")
-            for caption, png in sec.images:
-                b64 = base64.b64encode(png).decode()
-                parts.append(f"<figure><img src='data:image/png;base64,{b64}' "
-                             f"alt='{html.escape(caption)}'><figcaption>"
-                             f"{html.escape(caption)}</figcaption></figure>")
-            parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:60]
-
-
-def render_markdown(sections: list[Section], figures_dir: Path, *,
-                    generated: str | None = None) -> str:
-    """The report as Markdown; pictures are written to ``figures_dir`` and linked."""
-    generated = generated or dt.datetime.now().isoformat(timespec="seconds")
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# CRM assistant: model report", "",
-             f"Held-out metrics of the model versions in use, generated {generated}.", ""]
-    for sec in sections:
-        lines += [f"## {sec.title}", ""]
-        if sec.run is None:
-            lines += ["*Not trained yet: run `crm-ml train`.*", ""]
-            continue
-        lines += [f"{sec.run.name} version {sec.run.version}, trained {sec.run.trained_at}", "",
-                  "| metric | ours (held out) | literature |", "|---|---|---|"]
-        lines += [f"| {m} | {o} | {p} |" for m, o, p in sec.rows]
-        lines.append("")
-        lines += [f"{n}\n" for n in sec.notes]
-        for caption, png in sec.images:
-            name = f"{sec.key}_{_slug(caption)}.png"
-            (figures_dir / name).write_bytes(png)
-            lines += [f"![{caption}]({figures_dir.name}/{name})", ""]
-    return "\n".join(lines)
 
 
 def write_report(fmt: str = "html", output: Path | None = None, *,

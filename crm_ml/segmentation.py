@@ -48,19 +48,40 @@ mean RFM, the commonest RFM segment) and a readable name from its centre
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from crm_ml.features.transactions import load_transactions
+from crm_ml.outputs import read_segments, write_segments
+from crm_ml.training import Progress, training
+
+__all__ = [
+    "MODEL_NAME",
+    "RFM_COLUMNS",
+    "SEGMENTS",
+    "SEGMENT_RULES",
+    "Progress",
+    "RFMSegmenter",
+    "cluster_name",
+    "elbow_k",
+    "load_transactions",
+    "quintile_edges",
+    "quintile_scores",
+    "read_segments",
+    "rfm_segment",
+    "rfm_segments_of",
+    "segment_customers",
+    "stored_or_computed_segments",
+    "train_and_store",
+    "write_segments",
+]
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "segmentation"
-
-Progress = Callable[[str], None]
 
 #: The named RFM segments, best first.
 SEGMENTS: tuple[str, ...] = (
@@ -371,75 +392,21 @@ def rfm_segments_of(transactions: pd.DataFrame) -> pd.Series:
     return model.scores(rfm)["rfm_segment"]
 
 
-def write_segments(*, session: Any, segments: pd.DataFrame, model_version: str) -> int:
-    """Replace the ``segments`` table with these rows (customers known to the CRM only).
-
-    Args:
-        session: Open session; the caller owns the transaction.
-        segments: Output of :meth:`RFMSegmenter.transform`, indexed by customer id.
-        model_version: The registry version that produced them.
-
-    Returns:
-        Rows written.
-    """
-    from sqlalchemy import delete, insert, select
-
-    from crm_ml.db.models import Customer, Segment
-
-    known = set(session.scalars(select(Customer.id)).all())
-    seg = segments[segments.index.isin(known)]
-    rows = [
-        {"customer_id": int(cid), "recency_days": int(r.recency_days),
-         "frequency": int(r.frequency), "monetary": round(float(r.monetary), 2),
-         "r_score": int(r.r_score), "f_score": int(r.f_score), "m_score": int(r.m_score),
-         "rfm_segment": str(r.rfm_segment), "cluster": int(r.cluster),
-         "cluster_name": str(r.cluster_name), "model_version": model_version}
-        for cid, r in zip(seg.index, seg.itertuples(index=False), strict=True)
-    ]
-    session.execute(delete(Segment))
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(Segment), rows[start:start + 5000])
-    if len(seg) < len(segments):
-        logger.warning("segments: %d customers with purchases are not in the CRM, not written",
-                       len(segments) - len(seg))
-    return len(rows)
-
-
-def read_segments(*, session: Any) -> pd.Series:
-    """Return the stored named RFM segment of each customer (empty when none)."""
-    from sqlalchemy import select
-
-    from crm_ml.db.models import Segment
-
-    rows = session.execute(select(Segment.customer_id, Segment.rfm_segment)).all()
-    return pd.Series({int(c): s for c, s in rows}, name="rfm_segment", dtype=object)
-
-
-def load_transactions(url: str | None, say: Progress, what: str) -> tuple[pd.DataFrame, str]:
-    """Read the CRM's transactions, or the Online Retail II files when the CRM has none.
+def stored_or_computed_segments(url: str | None, transactions: pd.DataFrame) -> pd.Series:
+    """The CRM's stored segments, or RFM segments of ``transactions`` when none is stored.
 
     Args:
         url: CRM database URL.
-        say: Progress callback.
-        what: Name of the model, for messages.
+        transactions: A transaction table (used only when the CRM has no segments).
 
     Returns:
-        The transaction table and where it came from (``"crm"`` or the files).
+        Named RFM segment per customer id.
     """
     from crm_ml.db import session_scope
-    from crm_ml.features.transactions import clean_online_retail, read_transactions
 
     with session_scope(url) as s:
-        tx = read_transactions(s)
-    if not tx.empty:
-        say(f"{what}: {len(tx):,} sold lines from the CRM")
-        return tx, "crm"
-    from crm_ml.datasets import read_online_retail
-
-    logger.warning("%s: the CRM has no sales; training on the Online Retail II files", what)
-    tx = clean_online_retail(read_online_retail())
-    say(f"{what}: {len(tx):,} sold lines from the Online Retail II files (CRM empty)")
-    return tx, "online_retail_ii files"
+        segments = read_segments(session=s)
+    return rfm_segments_of(transactions) if segments.empty else segments
 
 
 def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
@@ -454,32 +421,26 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
     Returns:
         ``{k, silhouette, segment_counts}``.
     """
-    import sklearn.cluster  # noqa: F401 - load OpenMP before limiting its threads
-    from threadpoolctl import threadpool_limits
-
-    from crm_ml import registry
-    from crm_ml.db import session_scope
     from crm_ml.features.transactions import reference_date, rfm_table, transactions_hash
 
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    tx, source = load_transactions(url, say, "segments")
-    rfm = rfm_table(tx)
-    say(f"segments: RFM of {len(rfm):,} customers, K-Means for k=2..10")
-    with threadpool_limits(limits=1):
+    # sklearn.cluster is loaded first so that the thread limit reaches its OpenMP.
+    with training(MODEL_NAME, url=url, models_dir=models_dir, progress=progress,
+                  preload=("sklearn.cluster",)) as run:
+        tx, source = load_transactions(url, run.say, "segments")
+        rfm = rfm_table(tx)
+        run.say(f"segments: RFM of {len(rfm):,} customers, K-Means for k=2..10")
         model = RFMSegmenter().fit(rfm)
-    seg = model.transform(rfm)
-    metrics = model.metrics(seg)
-    params = {
-        "k_range": [model.k_min, model.k_max], "random_state": model.random_state,
-        "n_init": model.n_init, "reference_date": str(reference_date(tx).date()),
-        "edges": {c: [float(v) for v in e] for c, e in model.edges_.items()},
-        "source": source, "customers": len(rfm), **model.curves(),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    with session_scope(url) as s:
-        info = registry.save(MODEL_NAME, model, metrics=metrics, data_hash=transactions_hash(tx),
-                             params=params, models_dir=models_dir, session=s)
-        n = write_segments(session=s, segments=seg, model_version=info.version)
-    say(f"segments: k={model.k_} (silhouette {model.silhouette_:.3f}), {n:,} rows written")
+        seg = model.transform(rfm)
+        metrics = model.metrics(seg)
+        params = {
+            "k_range": [model.k_min, model.k_max], "random_state": model.random_state,
+            "n_init": model.n_init, "reference_date": str(reference_date(tx).date()),
+            "edges": {c: [float(v) for v in e] for c, e in model.edges_.items()},
+            "source": source, "customers": len(rfm), **model.curves(),
+            "seconds": run.seconds,
+        }
+        _info, n = run.store(model, metrics=metrics, data_hash=transactions_hash(tx),
+                             params=params, write=lambda s, version: write_segments(
+                                 session=s, segments=seg, model_version=version))
+        run.say(f"segments: k={model.k_} (silhouette {model.silhouette_:.3f}), {n:,} rows written")
     return metrics
