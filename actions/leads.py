@@ -207,9 +207,11 @@ class ActionLogInteraction(Action):
             return []
         subject = (lead_title(logged.lead) if logged.lead is not None
                    else f"customer {logged.customer_id}, {logged.customer_name}")
-        kind = "call" if logged.kind == "call" else "note"
-        again = "_already" if logged.duplicate else ""
-        dispatcher.utter_message(response=f"utter_{kind}{again}_logged", subject=subject)
+        if logged.kind == "call":
+            response = "utter_call_already_logged" if logged.duplicate else "utter_call_logged"
+        else:
+            response = "utter_note_already_logged" if logged.duplicate else "utter_note_logged"
+        dispatcher.utter_message(response=response, subject=subject)
         return []
 
 
