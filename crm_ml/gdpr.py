@@ -43,12 +43,12 @@ from typing import Any
 from sqlalchemy import create_engine, delete, inspect, or_, select, text
 from sqlalchemy.orm import Session
 
+from crm_ml.audit import audit
 from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
 from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
 from crm_ml.db import models as m
 from crm_ml.errors import CRMUnavailable, NotFound
-from crm_ml.handoff import audit
 from crm_ml.identity import Identity
 
 __all__ = [

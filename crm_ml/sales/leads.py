@@ -21,9 +21,9 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from crm_ml import authz
+from crm_ml.audit import audit, utcnow
 from crm_ml.db import models as m
 from crm_ml.errors import CRMError
-from crm_ml.handoff import audit, utcnow
 from crm_ml.identity import Identity
 from crm_ml.sales.common import (
     CLOSED_STATUSES,

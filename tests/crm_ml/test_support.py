@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_ml import audit as crm_audit
 from crm_ml import gdpr, handoff, support
 from crm_ml.authz import Forbidden, active_customer, own_customer_id
 from crm_ml.db import migrate, session_scope
@@ -199,7 +200,7 @@ def test_failed_verification_does_not_say_why(crm: str, order_id: str, email: st
 def test_five_failures_an_hour_lock_the_sender(crm: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def attempt(email: str, now: dt.datetime, sender: str = "tg:42") -> support.Verification:
         # The audit entries, which the limit counts, are stamped with the same clock.
-        monkeypatch.setattr(handoff, "utcnow", lambda: now)
+        monkeypatch.setattr(crm_audit, "utcnow", lambda: now)
         with session_scope() as s:
             return support.verify_customer(session=s, sender_id=sender, order_id="579000",
                                            email=email, now=now)
