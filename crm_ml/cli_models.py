@@ -16,6 +16,8 @@ from pathlib import Path
 
 import typer
 
+__all__ = ["app", "report", "train"]
+
 logger = logging.getLogger(__name__)
 
 app = typer.Typer(help="Train the models and report their held-out metrics.",

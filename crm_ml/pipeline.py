@@ -6,7 +6,8 @@ Each model lives in its own module exposing the same function::
 
 which reads its data, evaluates on held-out data, fits, saves the artifact with
 :func:`crm_ml.registry.save` (a ``model_runs`` row included) and writes its
-scores to the CRM, returning the report-shaped metrics. Modules are imported
+scores to the CRM, returning the report-shaped metrics; the skeleton they share
+(progress, timing, thread limits, storing) is :func:`crm_ml.training.training`. Modules are imported
 only when their model is trained, so that a missing or broken module names
 itself in the error instead of breaking the others.
 
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from crm_ml.errors import CRMError
+
+__all__ = ["MODELS", "ModelResult", "TrainingError", "resolve", "train"]
 
 logger = logging.getLogger(__name__)
 

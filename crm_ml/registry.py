@@ -20,6 +20,8 @@ from typing import Any
 
 from crm_ml.config import get_settings
 
+__all__ = ["ArtifactInfo", "latest", "load", "save"]
+
 logger = logging.getLogger(__name__)
 
 
