@@ -10,6 +10,7 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 
 from bot import telegram as tg
+from bot.telegram import _sender
 from bot.telegram import (
     CallbackRegistry,
     RecentIds,
@@ -24,6 +25,7 @@ from bot.telegram import (
     split_text,
     utf16_len,
 )
+from crm_ml.config import get_settings
 from tests.support.fake_telegram import PNG_1PX, FakeTelegram
 
 # -- pure helpers -------------------------------------------------------------
@@ -142,17 +144,17 @@ def test_recent_update_ids_are_bounded():
 
 def test_config_and_inert_channel(monkeypatch):
     monkeypatch.delenv("TELEGRAM_TOKEN", raising=False)
-    tg.get_settings.cache_clear()
+    get_settings.cache_clear()
     try:
         channel = TelegramInput.from_credentials(None)
     finally:
-        tg.get_settings.cache_clear()
+        get_settings.cache_clear()
     assert channel.config.mode == "off"
     assert channel.get_output_channel() is None
     hook = channel.blueprint(lambda message: None)
     assert not hook._future_listeners  # nothing starts with the server
     channel.start()
-    assert channel._runner is None
+    assert channel.updater._runner is None
     assert asyncio.run(channel.receive_webhook({}, b"{}")) == 404
 
     config = TelegramConfig.resolve({"token": "1:X", "base_url": "http://127.0.0.1:9/bot",
@@ -241,7 +243,7 @@ def test_image_telegram_cannot_fetch_is_uploaded(fake, monkeypatch):
     async def fake_download(url, limit=0):
         return PNG_1PX
 
-    monkeypatch.setattr(tg, "download", fake_download)
+    monkeypatch.setattr(_sender, "download", fake_download)
     fake.fail_next("sendPhoto", 400, description="Bad Request: failed to get HTTP URL content")
     run(output(fake).send_image_url("tg:9", "https://cdn.example.com/private.png"))
     (call,) = fake.sent("sendPhoto", 9)
@@ -353,7 +355,7 @@ def test_polling_answers_messages_and_buttons_once(fake):
     answers = fake.sent("answerCallbackQuery")
     assert [a.params.get("text") for a in answers] == [None, tg.EXPIRED_BUTTON]
     assert fake.sent("deleteWebhook") and fake.sent("getMe")
-    assert channel._confirmed == channel._offset  # nothing is re-sent after a restart
+    assert channel.updater._confirmed == channel.updater._offset  # no re-send after a restart
     assert fake.pending() == 0
 
 
