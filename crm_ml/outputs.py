@@ -35,10 +35,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def _insert(session: Any, table: Any, rows: list[dict[str, Any]], chunk: int = 5000) -> None:
+    """Insert ``rows`` into ``table`` (an ORM class), ``chunk`` rows per statement."""
+    from sqlalchemy import insert
+
+    for start in range(0, len(rows), chunk):
+        session.execute(insert(table), rows[start:start + chunk])
+
+
 def write_lead_scores(*, session: Any, scores: Sequence[Mapping[str, Any]],
                       model_version: str) -> int:
     """Replace every row of ``lead_scores`` with ``scores`` (in the caller's transaction)."""
-    from sqlalchemy import delete, insert
+    from sqlalchemy import delete
 
     from crm_ml.db.models import LeadScore
 
@@ -46,8 +54,7 @@ def write_lead_scores(*, session: Any, scores: Sequence[Mapping[str, Any]],
     session.execute(delete(LeadScore))
     rows = [{"lead_id": s["lead_id"], "score": s["score"], "reasons": s["reasons"],
              "model_version": model_version, "scored_at": now} for s in scores]
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(LeadScore), rows[start:start + 5000])
+    _insert(session, LeadScore, rows)
     return len(rows)
 
 
@@ -58,7 +65,7 @@ def write_churn_scores(*, session: Any, scores: Sequence[Mapping[str, Any]],
     Returns:
         Rows written.
     """
-    from sqlalchemy import delete, insert, select
+    from sqlalchemy import delete, select
 
     from crm_ml.db.models import ChurnScore, Customer
 
@@ -71,8 +78,7 @@ def write_churn_scores(*, session: Any, scores: Sequence[Mapping[str, Any]],
         logger.warning("churn: %d scored customers are not in the customers table",
                        len(scores) - len(rows))
     session.execute(delete(ChurnScore))
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(ChurnScore), rows[start:start + 5000])
+    _insert(session, ChurnScore, rows)
     return len(rows)
 
 
@@ -87,7 +93,7 @@ def write_segments(*, session: Any, segments: pd.DataFrame, model_version: str) 
     Returns:
         Rows written.
     """
-    from sqlalchemy import delete, insert, select
+    from sqlalchemy import delete, select
 
     from crm_ml.db.models import Customer, Segment
 
@@ -102,8 +108,7 @@ def write_segments(*, session: Any, segments: pd.DataFrame, model_version: str) 
         for cid, r in zip(seg.index, seg.itertuples(index=False), strict=True)
     ]
     session.execute(delete(Segment))
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(Segment), rows[start:start + 5000])
+    _insert(session, Segment, rows)
     if len(seg) < len(segments):
         logger.warning("segments: %d customers with purchases are not in the CRM, not written",
                        len(segments) - len(seg))
@@ -132,7 +137,7 @@ def write_recommendations(*, session: Any, rows: pd.DataFrame, model_version: st
     Returns:
         Rows written.
     """
-    from sqlalchemy import delete, insert, select
+    from sqlalchemy import delete, select
 
     from crm_ml.db.models import Customer, Product, Recommendation
 
@@ -148,8 +153,7 @@ def write_recommendations(*, session: Any, rows: pd.DataFrame, model_version: st
                         "score": round(float(r.score), 6), "source": str(r.source),
                         "model_version": model_version})
     session.execute(delete(Recommendation))
-    for start in range(0, len(records), 5000):
-        session.execute(insert(Recommendation), records[start:start + 5000])
+    _insert(session, Recommendation, records)
     if len(records) < len(rows):
         logger.warning("recommendations: %d rows skipped (customer or product not in the CRM)",
                        len(rows) - len(records))

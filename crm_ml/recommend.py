@@ -215,20 +215,14 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
     Returns:
         ``{precision_at_10, recall_at_10, popularity_precision_at_10}``.
     """
-    from crm_ml.db import session_scope
     from crm_ml.features.transactions import load_transactions, transactions_hash
-    from crm_ml.outputs import read_segments
-    from crm_ml.segmentation import rfm_segments_of
+    from crm_ml.segmentation import stored_or_computed_segments
 
     # scipy.sparse is loaded first so that the thread limit reaches its BLAS.
     with training(MODEL_NAME, url=url, models_dir=models_dir, progress=progress,
                   preload=("scipy.sparse",)) as run:
         tx, source = load_transactions(url, run.say, "recommendations")
-        with session_scope(url) as s:
-            segments = read_segments(session=s)
-        if segments.empty:
-            run.say("recommendations: no stored segments, computing RFM segments")
-            segments = rfm_segments_of(tx)
+        segments = stored_or_computed_segments(url, tx, run.say, "recommendations")
         model = ItemCFRecommender()
         run.say("recommendations: evaluating on the last quarter (temporal split)")
         evaluation = evaluate_temporal_split(tx, **_params(model))

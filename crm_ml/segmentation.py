@@ -392,12 +392,15 @@ def rfm_segments_of(transactions: pd.DataFrame) -> pd.Series:
     return model.scores(rfm)["rfm_segment"]
 
 
-def stored_or_computed_segments(url: str | None, transactions: pd.DataFrame) -> pd.Series:
+def stored_or_computed_segments(url: str | None, transactions: pd.DataFrame,
+                                say: Progress | None = None, what: str = "") -> pd.Series:
     """The CRM's stored segments, or RFM segments of ``transactions`` when none is stored.
 
     Args:
         url: CRM database URL.
         transactions: A transaction table (used only when the CRM has no segments).
+        say: Progress callback, told when the segments are computed.
+        what: Name of the model, for that message.
 
     Returns:
         Named RFM segment per customer id.
@@ -406,7 +409,11 @@ def stored_or_computed_segments(url: str | None, transactions: pd.DataFrame) -> 
 
     with session_scope(url) as s:
         segments = read_segments(session=s)
-    return rfm_segments_of(transactions) if segments.empty else segments
+    if not segments.empty:
+        return segments
+    if say is not None:
+        say(f"{what}: no stored segments, computing RFM segments")
+    return rfm_segments_of(transactions)
 
 
 def train_and_store(*, url: str | None = None, models_dir: Path | None = None,

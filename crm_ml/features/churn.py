@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crm_ml.features.transactions import crm_or_files, is_product_code
+from crm_ml.features.transactions import crm_or_files, frame_hash, is_product_code
 
 __all__ = [
     "CANCELLATION",
@@ -218,12 +218,7 @@ def load_orders(url: str | None, say: Callable[[str], None],
 
 def orders_hash(orders: pd.DataFrame) -> str:
     """Return a sha256 of an order table, used as the churn model's data hash."""
-    import hashlib
-
-    cols = ORDER_COLUMNS
-    digest = pd.util.hash_pandas_object(orders[cols].sort_values(["invoiced_at", "invoice"]),
-                                        index=False)
-    return hashlib.sha256(digest.to_numpy().tobytes()).hexdigest()
+    return frame_hash(orders[ORDER_COLUMNS].sort_values(["invoiced_at", "invoice"]))
 
 
 def _days(delta: pd.Series) -> np.ndarray:

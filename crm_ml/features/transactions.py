@@ -41,6 +41,7 @@ __all__ = [
     "clean_online_retail",
     "complete_weeks",
     "crm_or_files",
+    "frame_hash",
     "is_product_code",
     "load_transactions",
     "read_transactions",
@@ -228,18 +229,26 @@ def load_transactions(url: str | None, say: Callable[[str], None],
     return tx, source
 
 
+def frame_hash(df: pd.DataFrame) -> str:
+    """Return a sha256 of a frame's values, row by row (the index left out).
+
+    Args:
+        df: The frame, with its columns and rows in the order that defines it.
+    """
+    import hashlib
+
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
+
+
 def transactions_hash(df: pd.DataFrame) -> str:
     """Return a sha256 of the transaction table, used as the models' data hash.
 
     Args:
         df: A transaction table.
     """
-    import hashlib
-
-    h = hashlib.sha256()
-    cols = ["invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price"]
-    h.update(pd.util.hash_pandas_object(df[cols], index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    return frame_hash(
+        df[["invoice", "customer_id", "invoiced_at", "stock_code", "quantity", "unit_price"]])
 
 
 def reference_date(df: pd.DataFrame) -> pd.Timestamp:
