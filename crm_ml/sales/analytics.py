@@ -127,7 +127,7 @@ def segment_summary(*, session: Session, identity: Identity,
     where: Any = true()
     if asked is not None:
         where = m.Segment.rfm_segment.in_(stored_segments(session, m.Segment.rfm_segment,
-                                                           asked) or [asked])
+                                                          asked) or [asked])
     rows = session.execute(
         select(m.Segment.rfm_segment, func.count().label("n"),
                func.avg(m.Segment.monetary).label("mon"),

@@ -59,7 +59,7 @@ def order_summary(session: Session, order: m.Order) -> OrderSummary:
 
 
 def own_order(session: Session, identity: Identity, order_id: str | None,
-               *, for_update: bool = False) -> m.Order:
+              *, for_update: bool = False) -> m.Order:
     """The caller's order ``order_id`` (their latest sale when None).
 
     Raises:
@@ -102,7 +102,7 @@ def why_not(order: m.Order) -> str:
 
 
 def open_ticket_for(session: Session, *, kind: str, customer_id: int | None,
-                     order_id: str | None) -> m.Ticket | None:
+                    order_id: str | None) -> m.Ticket | None:
     """An open ticket of ``kind`` for this customer (and order), to avoid duplicates."""
     if customer_id is None:
         return None

@@ -132,7 +132,7 @@ def request_invoice_copy(*, session: Session, identity: Identity, order_id: str 
     """
     inv = invoice(session=session, identity=identity, order_id=order_id, max_lines=max_lines)
     existing = open_ticket_for(session, kind="invoice", customer_id=identity.number,
-                                order_id=inv.order.order_id)
+                               order_id=inv.order.order_id)
     if existing is None:
         existing = open_ticket(session=session, kind="invoice", customer_id=identity.number,
                                sender_id=sender_id, order_id=inv.order.order_id, actor=sender_id,
@@ -157,7 +157,7 @@ def request_order_change(*, session: Session, identity: Identity, order_id: str,
     if order.kind != "sale" or order.status != "processing":
         return RefundRequest(summary, why_not(order))
     existing = open_ticket_for(session, kind="order_change", customer_id=order.customer_id,
-                                order_id=order.id)
+                               order_id=order.id)
     if existing is not None:
         return RefundRequest(summary, "already_open", existing.id)
     ticket = open_ticket(session=session, kind="order_change", customer_id=order.customer_id,

@@ -41,7 +41,7 @@ def request_refund(*, session: Session, identity: Identity, order_id: str, reaso
         return RefundRequest(summary, "processing" if order.status == "processing"
                              else why_not(order))
     existing = open_ticket_for(session, kind="refund", customer_id=order.customer_id,
-                                order_id=order.id)
+                               order_id=order.id)
     if existing is not None:
         return RefundRequest(summary, "already_open", existing.id)
     ticket = open_ticket(session=session, kind="refund", customer_id=order.customer_id,
