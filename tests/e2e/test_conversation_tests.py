@@ -268,7 +268,7 @@ def test_handoffs_follow_the_real_sentiment_and_fallbacks(nlu_pass) -> None:
 def test_details_form_starts_where_the_actions_would_start_it(nlu_pass) -> None:
     """The stories start details_form (a FollowupAction at run time) only where
     actions/support.py would: when the message itself says nothing worth a ticket."""
-    from actions.support import email_in, is_generic
+    from actions.parsing import email_in, is_generic
 
     wrong = []
     for story, turn in _story_turns(nlu_pass):

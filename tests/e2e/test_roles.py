@@ -10,23 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import pandas as pd
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from crm_ml import loader
-from crm_ml.db import migrate
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
-from tests.support.retail import retail_frame
+from tests.support.seed import SCORES, seed_leads
 from tests.support.servers import Stack, assistant
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "roles-secret"
-# Leads 1..24 round-robin over 8 reps: rep 2 owns 2, 10 and 18.
-SCORES = {lead: round(0.05 + 0.037 * ((lead * 7) % 24), 3) for lead in range(1, 25)}
 
 
 def signed(user: str) -> dict:
@@ -37,17 +32,7 @@ def signed(user: str) -> dict:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("roles")
     url = f"sqlite:///{workdir / 'crm.db'}"
-    migrate.upgrade(url)
-    bank = pd.DataFrame({"age": range(30, 54), "campaign": [1] * 24, "y": ["no"] * 24})
-    xedu = pd.DataFrame({"Lead Number": [], "Converted": []})
-    records, summary = loader.prepare_leads(bank, xedu)
-    with get_engine(url).begin() as conn:
-        loader.load_retail(conn, loader.prepare_retail(retail_frame()), data_hash="roles")
-        loader.load_leads(conn, records, summary, data_hash="roles")
-        conn.execute(insert(m.LeadScore), [
-            {"lead_id": lead, "score": score, "model_version": "test",
-             "reasons": [{"text": f"reason for lead {lead}", "effect": "raises", "weight": 1}]}
-            for lead, score in SCORES.items()])
+    seed_leads(url, data_hash="roles")
     with assistant(workdir, url, extra_env={"CRM_IDENTITY_SECRET": SECRET}) as running:
         yield running
 

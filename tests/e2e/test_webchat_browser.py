@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from console.auth import create_agent
 from crm_ml import loader
+from crm_ml.agents import create_agent
 from crm_ml.db import migrate, session_scope
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine

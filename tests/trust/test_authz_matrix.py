@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from crm_ml import sales, support
+from crm_ml import agents, sales, support
 from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
 from crm_ml.db import migrate
@@ -44,6 +44,7 @@ from crm_ml.db import models as m
 from crm_ml.db.session import get_engine, session_scope
 from crm_ml.errors import NotFound
 from crm_ml.identity import ANONYMOUS, Identity, sign
+from tests.actions.wording import render
 
 SECRET = "authz-matrix-secret"
 
@@ -293,7 +294,7 @@ def _action_customer_count(s: Session, who: Identity) -> Any:
     tracker = Tracker("web:matrix", {}, latest, [], False, None, {}, "action_listen")
     dispatcher = CollectingDispatcher()
     asyncio.run(ActionCustomerCount().run(dispatcher, tracker, {}))
-    said = " ".join(str(x.get("text") or x.get("response") or "") for x in dispatcher.messages)
+    said = " ".join(render(x) for x in dispatcher.messages)
     if "2 customers" not in said:
         raise Forbidden(said)
     return said
@@ -602,11 +603,10 @@ def test_console_route(console: tuple[TestClient, list], route: str, role: str,
 
 def test_console_forms_need_the_sessions_csrf_token(console: tuple[TestClient, list]) -> None:
     """A signed-in agent's browser (cookie session) cannot be made to post a form."""
-    from console import auth
     from tests.console.conftest import csrf_of
 
     client, calls = console
-    auth.set_password("agent1", "correct horse battery")
+    agents.set_password("agent1", "correct horse battery")
     page = client.get("/login")
     r = client.post("/login", data={"username": "agent1", "password": "correct horse battery",
                                     "csrf_token": csrf_of(page.text), "next": "/"})

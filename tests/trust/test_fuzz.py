@@ -292,7 +292,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from console.auth import create_agent
+    from crm_ml.agents import create_agent
 
     workdir = tmp_path_factory.mktemp("trust-fuzz")
     url = f"sqlite:///{workdir / 'crm.db'}"
