@@ -35,20 +35,16 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
 from bot import sql
+from bot.identity import verified_identity
 from crm_ml.config import get_settings
-from crm_ml.identity import from_metadata
+from crm_ml.contract import channel_of
 from crm_ml.pii import install_log_masking
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MAX_TEXT", "CRMEventBroker", "bot_env_url"]
+
 MAX_TEXT = 4000
-
-
-def channel_of(sender_id: Text, input_channel: Optional[Text]) -> Text:
-    """The channel name: the sender id's namespace (``tg:``, ``web:``...) or Rasa's."""
-    prefix = sender_id.split(":", 1)[0] if ":" in sender_id else ""
-    return {"tg": "telegram", "web": "web", "voice": "voice"}.get(prefix) \
-        or (input_channel or "rest")
 
 
 def bot_env_url(url: Text) -> Text:
@@ -205,7 +201,7 @@ class CRMEventBroker(EventBroker):
                 if entity.get("entity") == "sentiment":
                     row["sentiment"] = entity.get("value")
                     row["sentiment_confidence"] = entity.get("confidence")
-            identity = from_metadata(event.get("metadata"), self._secret)
+            identity = verified_identity(event.get("metadata"), self._secret)
             if identity.role == "customer":
                 row["customer_id"] = identity.number
             elif identity.role in {"rep", "manager"}:

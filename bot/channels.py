@@ -36,6 +36,7 @@ from sanic.response import HTTPResponse
 
 from bot import speedups
 from crm_ml.config import get_settings
+from crm_ml.contract import PLATFORM_PREFIXES
 from crm_ml.ratelimit import POLITE_MESSAGE, check_client, limiter_for
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,6 @@ OUTBOX_SLOT = "handoff_outbox"
 MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128
 NO_PUSH_CHANNELS = {None, "rest", "cmdline", "callback"}
-# Conversations whose sender the platform authenticates (Telegram, Twilio): a REST
-# client may not name them, or it would continue them, verified customer included.
-RESERVED_SENDER_PREFIXES = ("tg:", "voice:")
 
 
 def bad_request(reason: Text) -> HTTPResponse:
@@ -71,7 +69,9 @@ def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
     # SQLTrackerStore.session_scope calls sys.exit(1) -- one request stopped the server.
     if not sender.strip().isprintable():
         raise ValueError("'sender' must be printable text")
-    if sender.strip().startswith(RESERVED_SENDER_PREFIXES):
+    # A conversation whose sender the platform authenticates (Telegram, Twilio): a REST
+    # client naming it would continue it, verified customer included.
+    if sender.strip().startswith(PLATFORM_PREFIXES):
         raise ValueError("'sender' may not name a Telegram or phone conversation")
     if not isinstance(text, str):
         raise ValueError("'message' must be a string")

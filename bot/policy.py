@@ -28,10 +28,19 @@ from rasa.shared.core.events import ActionExecuted, ConversationResumed, SlotSet
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot.identity import verified_identity
 from crm_ml.config import get_settings
-from crm_ml.identity import from_metadata
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HANDOFF_ACTION",
+    "REASON_SLOT",
+    "EscalationPolicy",
+    "escalation_reason",
+    "recent_user_turns",
+    "sentiment_of",
+]
 
 HANDOFF_ACTION = "action_handoff"
 REASON_SLOT = "handoff_reason"
@@ -124,7 +133,7 @@ class EscalationPolicy(Policy):
         turns = recent_user_turns(tracker)
         if not turns:
             return nothing
-        identity = from_metadata(turns[0].metadata, self._secret)
+        identity = verified_identity(turns[0].metadata, self._secret)
         if identity.is_staff:
             return nothing
         reason = escalation_reason(turns, float(self.config["negative_threshold"]))

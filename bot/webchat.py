@@ -37,11 +37,11 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
+from crm_ml.contract import WEB_PREFIX
 from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "web:"
 MAX_MESSAGE_CHARS = 5000
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SORRY = ("Sorry, something went wrong on our side. Please try again in a moment; "
@@ -50,12 +50,13 @@ SORRY = ("Sorry, something went wrong on our side. Please try again in a moment;
 
 def sender_of(session_id: str) -> str:
     """The Rasa sender id of a web chat session."""
-    return f"{PREFIX}{session_id}"
+    return f"{WEB_PREFIX}{session_id}"
 
 
 def room_of(recipient_id: str) -> str:
     """The socket.io room of a sender id (``web:abc`` -> ``abc``)."""
-    return recipient_id[len(PREFIX):] if recipient_id.startswith(PREFIX) else recipient_id
+    return (recipient_id[len(WEB_PREFIX):] if recipient_id.startswith(WEB_PREFIX)
+            else recipient_id)
 
 
 def valid_session(session_id: Any) -> bool:
