@@ -21,9 +21,13 @@ OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install uv demo run test test-fast lint db load train train-models report bench lock clean browser
+.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SENTIMENT := models/sentiment/LATEST
+# The pretrained sentence encoder (all-MiniLM-L6-v2), fetched at install time and
+# checked by sha256 (scripts/fetch_encoder.py), served by onnxruntime as int8.
+ENCODER_DIR := models/encoder/all-MiniLM-L6-v2
+ENCODER := $(ENCODER_DIR)/encoder.int8.onnx
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,7 +52,13 @@ $(BOT)/.installed: requirements/bot.txt pyproject.toml | $(UV)
 	$(UV) pip install -q -p $(BOT) --no-deps -e .
 	@touch $@
 
-install: $(APP)/.installed $(BOT)/.installed  ## Create both Python environments
+$(ENCODER): scripts/fetch_encoder.py crm_ml/encoder.py crm_ml/encoder_export.py | $(APP)/.installed
+	$(APP)/bin/python scripts/fetch_encoder.py --dest $(ENCODER_DIR)
+	$(APP)/bin/python -m crm_ml.encoder_export --folder $(ENCODER_DIR)
+
+encoder: $(ENCODER)  ## Fetch the sentence encoder's weights (sha256-checked) and build its runtime
+
+install: $(APP)/.installed $(BOT)/.installed $(ENCODER)  ## Create both Python environments
 
 db: install  ## Create or migrate the CRM schema
 	$(CRM) db upgrade
@@ -69,11 +79,11 @@ $(OOS_NLU): scripts/make_oos_nlu.py | $(APP)/.installed
 	$(APP)/bin/python scripts/make_oos_nlu.py
 
 # The NLU pipeline's sentiment component is copied from crm_ml's model.
-$(SENTIMENT): crm_ml/sentiment.py crm_ml/sentiment_infer.py $(wildcard data/nlu/*.yml) | $(APP)/.installed
+$(SENTIMENT): crm_ml/sentiment.py crm_ml/sentiment_infer.py $(wildcard data/nlu/*.yml) data/sentiment/in_domain.csv $(ENCODER) | $(APP)/.installed
 	$(MAKE) db
 	$(CRM) train sentiment
 
-$(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(SENTIMENT) $(wildcard bot/*.py) $(BOT)/.installed
+$(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(SENTIMENT) $(ENCODER) $(wildcard bot/*.py) $(BOT)/.installed
 	@mkdir -p models/rasa
 	$(RASA) train --fixed-model-name crm --out models/rasa --quiet
 
@@ -99,9 +109,10 @@ test-fast: install  ## Tests without the slow and end-to-end ones
 lint: install  ## Ruff over the code
 	$(APP)/bin/ruff check crm_ml actions bot console bench scripts tests
 
-report: train-models $(OOS_NLU)  ## Held-out metrics of every model (reports/), NLU 5-fold CV
+report: train-models train  ## Held-out metrics of every model (reports/), understanding, NLU 5-fold CV
 	$(CRM) report
 	$(CRM) report --format json
+	$(BOT)/bin/python scripts/understanding_report.py --model $(RASA_MODEL)
 	$(RASA) test nlu --cross-validation --folds 5 --nlu data --config config.yml --out reports/nlu_cv
 	@$(APP)/bin/python -c "import json; r = json.load(open('reports/nlu_cv/intent_report.json')); \
 	print('NLU 5-fold intent macro-F1: %.3f' % r['macro avg']['f1-score'])"
