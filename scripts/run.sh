@@ -46,7 +46,12 @@ CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:a
   > >(tee var/log/console.log | sed 's/^/[console] /') 2>&1 &
 pids+=($!)
 
-.venv-bot/bin/rasa run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
+# Rasa through `python -m bot`: the `rasa` command with known, harmless library
+# warnings filtered (bot/quiet.py names each one and why). SQLAlchemy 1.4's
+# "2.0 is coming" notice and TensorFlow's C++ start-up log are switched off by
+# their own variables, read before any Python filter applies.
+SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
+.venv-bot/bin/python -m bot run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
   --interface "$HOST" --port "$RASA_PORT" --cors "http://$HOST:$CONSOLE_PORT" \
   > >(tee var/log/rasa.log | sed 's/^/[rasa] /') 2>&1 &
 pids+=($!)
