@@ -41,6 +41,19 @@ from crm_ml.ratelimit import POLITE_MESSAGE, check_client, limiter_for
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_SENDER_CHARS",
+    "NO_PUSH_CHANNELS",
+    "OUTBOX_SLOT",
+    "CRMRestInput",
+    "HandoffInput",
+    "bad_request",
+    "deliver",
+    "forwarded_for",
+    "parse_rest_payload",
+]
+
 OUTBOX_SLOT = "handoff_outbox"
 MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128

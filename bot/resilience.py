@@ -39,6 +39,20 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "ACTION_MODULE",
+    "DEFAULT_TIMEOUT",
+    "FALLBACK_TEXT",
+    "TIMEOUT_KEY",
+    "UNAVAILABLE_RESPONSE",
+    "action_timeout",
+    "apology",
+    "install",
+    "resilient",
+    "told_this_turn",
+    "uninstall",
+]
+
 UNAVAILABLE_RESPONSE = "utter_crm_unavailable"
 FALLBACK_TEXT = ("Sorry, I can't reach our systems right now. Please try again in a few "
                  "minutes; nothing you've said is lost.")

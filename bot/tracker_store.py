@@ -40,6 +40,10 @@ from bot import speedups, sql
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "CRMTrackerStore",
+]
+
 Stamp = Tuple[int, Optional[int]]  # (number of the sender's rows, highest row id)
 _NO_STAMP: Stamp = (-1, None)
 

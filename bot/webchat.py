@@ -42,6 +42,18 @@ from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "SORRY",
+    "WebChatInput",
+    "WebChatOutput",
+    "clean_text",
+    "metadata_of",
+    "room_of",
+    "sender_of",
+    "valid_session",
+]
+
 MAX_MESSAGE_CHARS = 5000
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SORRY = ("Sorry, something went wrong on our side. Please try again in a moment; "
