@@ -88,3 +88,14 @@ def node_profile(model: Path, out: Path) -> dict[str, Any]:
     if run.returncode != 0 or not out.is_file():
         return {"error": (run.stderr or run.stdout)[-1500:]}
     return json.loads(out.read_text())
+
+
+def nlu_latency(model: Path, out: Path) -> dict[str, Any]:
+    """Parse p50 with and without the encoder, and each encoder runtime (bench.nlu_latency)."""
+    run = subprocess.run([str(BOT_PY), "-m", "bench.nlu_latency", str(model), "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "RASA_TELEMETRY_ENABLED": "false",
+                              "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"})
+    if run.returncode != 0 or not out.is_file():
+        return {"error": (run.stderr or run.stdout)[-1500:]}
+    return json.loads(out.read_text())

@@ -144,6 +144,18 @@ def table(r: dict[str, Any]) -> str:
         out += _rows("Milliseconds per turn by graph node (in-process, FAQ turns)",
                      ["", "ours", "stock"], rows)
 
+    nl = r.get("nlu_latency", {})
+    if "parse" in nl:
+        rows = [["NLU parse p50 with the encoder (int8)",
+                 _fmt(nl["parse"]["p50_ms_with_encoder"], 2), ""],
+                ["NLU parse p50, encoder vectors precomputed",
+                 _fmt(nl["parse"]["p50_ms_without_encoder"], 2), ""]]
+        for runtime, e in nl.get("encode", {}).items():
+            rows.append([f"encoder {runtime}: one message", _fmt(e["p50_ms"], 2),
+                         f"cosine min {e['min_cosine']:.4f}"])
+        out += _rows("Sentence encoder (ours, in-process, held-out customer phrasings)",
+                     ["", "ms", ""], rows)
+
     sc = r.get("scaling")
     if sc:
         rows = []

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from bench import pg, report
-from bench.accuracy import conversation_tests, labelled_texts, node_profile
+from bench.accuracy import conversation_tests, labelled_texts, nlu_latency, node_profile
 from bench.conversations import CRMSample, conversation, sample_crm
 from bench.headline import headline
 from bench.machine import git_state, loadavg
@@ -112,6 +112,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 bot: conversation_tests(models[bot], workdir / f"core-{bot}", secret)
                 for bot in BOTS}
         if plan.node_profile:
+            say("NLU parse with and without the sentence encoder; each encoder runtime")
+            results["nlu_latency"] = nlu_latency(models["ours"], workdir / "nlu-latency.json")
             say("where a turn goes inside Rasa: ms per graph node, both models")
             results["node_profile"] = {
                 bot: node_profile(models[bot], workdir / f"profile-{bot}.json") for bot in BOTS}

@@ -37,6 +37,7 @@ from rasa.shared.nlu.constants import (
     PREDICTED_CONFIDENCE_KEY,
     TEXT,
 )
+from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from scipy.sparse import coo_matrix, csr_matrix
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -47,6 +48,83 @@ logger = logging.getLogger(__name__)
 
 SENTIMENT_ENTITY = "sentiment"
 NEUTRAL = ("neutral", 0.0)
+#: Where :class:`SentenceEncoderFeaturizer` leaves a message's unit-length sentence
+#: vector for the components after it (not part of the parse output).
+ENCODING_KEY = "sentence_encoding"
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False
+)
+class SentenceEncoderFeaturizer(GraphComponent):
+    """Dense sentence features from the pretrained encoder (:mod:`crm_ml.encoder`).
+
+    Computed once per message: the vector becomes a dense sentence feature that
+    :class:`LinearIntentClassifier` reads beside the sparse n-grams (times
+    ``scale``, which balances it against the counts under one regularisation),
+    and stays on the message (``ENCODING_KEY``) for :class:`SentimentAnalyzer`.
+    The weights are read from ``models/encoder`` (fetched and checked by
+    ``make encoder``), never from a hub; a wrong or missing file stops the load
+    with a message saying what to run.
+    """
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"folder": None, "runtime": "auto", "max_length": 64, "scale": 1.0,
+                "alias": "sentence_encoder"}
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self._config = config
+        self._encoder: Any = None
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
+               resource: Resource, execution_context: ExecutionContext
+               ) -> "SentenceEncoderFeaturizer":
+        component = cls(config)
+        component.encoder()  # fail at start-up, not on the first message
+        return component
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[Text]:
+        """The runtime's file: another encoder (or quantization) invalidates Rasa's cache."""
+        from crm_ml import encoder
+
+        folder = Path(config.get("folder") or encoder.DEFAULT_DIR)
+        names = sorted(encoder.RUNTIME_FILES.values()) + sorted(encoder.FILE_SHA256)
+        return json.dumps([config.get("runtime"), config.get("max_length")] + [
+            [name, (folder / name).stat().st_size if (folder / name).is_file() else None]
+            for name in names])
+
+    def encoder(self) -> Any:
+        """The shared encoder of this process (loaded and checked on first use)."""
+        if self._encoder is None:
+            from crm_ml import encoder  # numpy (+ onnxruntime) only
+
+            folder = self._config.get("folder")
+            self._encoder = encoder.load_default(
+                Path(folder) if folder else None, max_length=int(self._config["max_length"]),
+                runtime=self._config["runtime"])
+        return self._encoder
+
+    def _featurize(self, messages: List[Message]) -> None:
+        todo = [m for m in messages if m.get(TEXT) is not None]
+        if not todo:
+            return
+        vectors = self.encoder().encode([m.get(TEXT) or "" for m in todo])
+        scale = np.float32(self._config["scale"])
+        for message, vector in zip(todo, vectors, strict=True):
+            message.set(ENCODING_KEY, vector)
+            message.add_features(Features(vector[None, :] * scale, FEATURE_TYPE_SENTENCE,
+                                          TEXT, self._config["alias"]))
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        self._featurize(training_data.training_examples)
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        self._featurize(messages)
+        return messages
 
 
 @DefaultV1Recipe.register(
@@ -121,7 +199,9 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
         """Add the sentiment entity to every message."""
         texts = [m.get(TEXT) or "" for m in messages]
         if self._model is not None and texts:
-            predictions = self._model.predict(texts)
+            encodings = [m.get(ENCODING_KEY) for m in messages]
+            given = None if any(e is None for e in encodings) else np.vstack(encodings)
+            predictions = self._model.predict(texts, encodings=given)
         else:
             predictions = [NEUTRAL] * len(texts)
         for message, text, (label, confidence) in zip(messages, texts, predictions, strict=True):

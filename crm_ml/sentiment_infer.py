@@ -11,6 +11,11 @@ scikit-learn. The artifact holds no pickle, only data:
 * ``sentiment_weights.npz``: each block's idf vector, the coefficients
   ``(n_classes, n_features)`` and intercepts.
 
+Format 2 adds a dense block after the TF-IDF blocks: the sentence encoder's
+unit-length vector (:mod:`crm_ml.encoder`, the same one the NLU pipeline
+computes once per message and passes in), times a stored scale. Format 1
+artifacts (TF-IDF only) still load.
+
 This module re-implements what scikit-learn does with them, step for step:
 :func:`preprocess` (the training pipeline's own preprocessor, so both sides
 use the same function), ``TfidfVectorizer``'s word n-grams (regex tokens,
@@ -43,7 +48,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MODEL_NAME = "sentiment"
 META_FILE = "sentiment.json"
 VOCAB_FILE = "sentiment_vocab.json.gz"
@@ -208,13 +214,19 @@ class SentimentModel:
     """
 
     def __init__(self, classes: Sequence[str], blocks: Sequence[TfidfBlock], coef: np.ndarray,
-                 intercept: np.ndarray, meta: dict[str, Any] | None = None) -> None:
+                 intercept: np.ndarray, meta: dict[str, Any] | None = None,
+                 dense: dict[str, Any] | None = None) -> None:
         self.classes = [str(c) for c in classes]
         self.blocks = list(blocks)
         self.coef = np.ascontiguousarray(coef, dtype=np.float64)
         self.intercept = np.asarray(intercept, dtype=np.float64).ravel()
         self.meta = dict(meta or {})
-        n_features = sum(b.size for b in self.blocks)
+        #: ``{"dim", "scale", "runtime", "max_length"}`` of the encoder block, or None.
+        self.dense = dict(dense) if dense else None
+        n_sparse = sum(b.size for b in self.blocks)
+        n_features = n_sparse + (int(self.dense["dim"]) if self.dense else 0)
+        self._sparse_coef = self.coef[:, :n_sparse]
+        self._dense_coef = np.ascontiguousarray(self.coef[:, n_sparse:].T) if self.dense else None
         if self.coef.shape != (len(self.classes), n_features):
             raise ValueError(f"coef has shape {self.coef.shape}, expected "
                              f"{(len(self.classes), n_features)}")
@@ -235,36 +247,64 @@ class SentimentModel:
             vals.append(v)
         return np.concatenate(cols), np.concatenate(vals)
 
-    def decision_function(self, texts: Iterable[str]) -> np.ndarray:
-        """Linear scores, shape ``(n, n_classes)``."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The encoder block's input: unit-length sentence vectors (computed here)."""
+        from crm_ml import encoder
+
+        assert self.dense is not None
+        return encoder.load_default(max_length=int(self.dense.get("max_length", 64)),
+                                    runtime=str(self.dense.get("runtime", "auto"))
+                                    ).encode(list(texts))
+
+    def decision_function(self, texts: Iterable[str],
+                          encodings: np.ndarray | None = None) -> np.ndarray:
+        """Linear scores, shape ``(n, n_classes)``.
+
+        Args:
+            texts: Raw messages.
+            encodings: Their sentence vectors when the caller has them already
+                (the NLU pipeline does); computed here otherwise.
+        """
+        texts = list(texts)
         rows = []
         for text in texts:
             cols, vals = self.features(text)
-            rows.append(self.coef[:, cols] @ vals + self.intercept)
+            rows.append(self._sparse_coef[:, cols] @ vals + self.intercept)
         if not rows:
             return np.zeros((0, len(self.classes)))
-        return np.vstack(rows)
+        scores = np.vstack(rows)
+        if self.dense is not None:
+            if encodings is None:
+                encodings = self.encode(texts)
+            dense = np.asarray(encodings, dtype=np.float64) * float(self.dense["scale"])
+            scores = scores + dense @ self._dense_coef
+        return scores
 
-    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
+    def predict_proba(self, texts: Iterable[str],
+                      encodings: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)`` (softmax of the scores)."""
-        scores = self.decision_function(texts)
+        scores = self.decision_function(texts, encodings)
         scores = scores - scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
         return scores
 
-    def predict(self, texts: Iterable[str]) -> list[tuple[str, float]]:
+    def predict(self, texts: Iterable[str],
+                encodings: np.ndarray | None = None) -> list[tuple[str, float]]:
         """Label and confidence (its probability) of each text.
 
         Args:
             texts: Raw messages.
+            encodings: Their sentence vectors, if the caller has them.
 
         Returns:
             ``[(label, confidence), ...]``, e.g. ``[("negative", 0.93)]``.
         """
-        proba = self.predict_proba(list(texts))
-        best = proba.argmax(axis=1)
+        proba = self.predict_proba(list(texts), encodings)
+        best = decide(proba, self.classes, self.dense.get("negative_cutoff") if self.dense
+                      else None)
         return [(self.classes[i], float(proba[r, i])) for r, i in enumerate(best)]
+
 
     # ---------------------------------------------------------------- storage
 
@@ -280,6 +320,7 @@ class SentimentModel:
                 for b in self.blocks
             ],
             "preprocess": "html.unescape, lower, links -> url, @mentions -> @user",
+            "dense": self.dense,
             "meta": self.meta,
         }
         vocab = {b.name: b.vocabulary for b in self.blocks}
@@ -318,7 +359,7 @@ class SentimentModel:
         if not meta_path.is_file():
             raise FileNotFoundError(f"no sentiment model in {folder} ({META_FILE} missing)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMATS:
             raise ValueError(f"sentiment artifact format {meta.get('format_version')!r} is not "
                              f"{FORMAT_VERSION}: retrain with `crm-ml train sentiment`")
         vocab = json.loads(gzip.decompress((folder / VOCAB_FILE).read_bytes()).decode("ascii"))
@@ -333,7 +374,7 @@ class SentimentModel:
             for b in meta["blocks"]
         ]
         return cls(meta["classes"], blocks, arrays["coef"], arrays["intercept"],
-                   meta.get("meta", {}))
+                   meta.get("meta", {}), dense=meta.get("dense"))
 
 
 def load_latest(models_dir: str | Path | None = None) -> SentimentModel:
@@ -358,3 +399,14 @@ def load_latest(models_dir: str | Path | None = None) -> SentimentModel:
         raise FileNotFoundError(
             f"no sentiment model under {base}: run `crm-ml train sentiment`")
     return SentimentModel.load(base / marker.read_text(encoding="utf-8").strip())
+
+
+def decide(proba: np.ndarray, classes: Sequence[str], negative_cutoff: float | None
+           ) -> np.ndarray:
+    """Column index of each row's label: ``negative`` as soon as its probability reaches
+    ``negative_cutoff`` (chosen on validation data), else the most probable class."""
+    best = proba.argmax(axis=1)
+    if negative_cutoff is not None and "negative" in classes:
+        neg = list(classes).index("negative")
+        best = np.where(proba[:, neg] >= negative_cutoff, neg, best)
+    return best

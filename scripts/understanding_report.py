@@ -86,12 +86,15 @@ def intent_scores(pairs: list[tuple[str, str]], parses: list[dict[str, Any]]) ->
             "wrong": wrong}
 
 
-def rejection_curve(in_scope: list[dict[str, Any]], oos: list[dict[str, Any]]
-                    ) -> list[dict[str, float]]:
-    """Rejected = the fallback's verdict at threshold t (top intent out-of-scope or below t)."""
+def rejection_curve(in_scope: list[dict[str, Any]], oos: list[dict[str, Any]],
+                    ambiguity: float = 0.0) -> list[dict[str, float]]:
+    """Rejected = the fallback's verdict at threshold t: the top intent is out-of-scope,
+    its confidence is below t, or it leads the second by less than ``ambiguity``."""
     def rejected(p: dict[str, Any], t: float) -> bool:
         name, confidence = _intent(p)
-        return name in REJECTED or confidence < t
+        ranking = p.get("intent_ranking") or []
+        second = float(ranking[1].get("confidence") or 0.0) if len(ranking) > 1 else 0.0
+        return name in REJECTED or confidence < t or confidence - second < ambiguity
 
     return [{"threshold": t,
              "oos_rejection": sum(rejected(p, t) for p in oos) / max(len(oos), 1),
@@ -150,13 +153,15 @@ def sentiment_scores(rows: list[tuple[str, str]], parses: list[dict[str, Any]]
                           for (g, p), n in Counter(zip(gold, pred, strict=True)).items()}}
 
 
-def _config_threshold() -> tuple[float, float]:
+def _config_threshold() -> tuple[float, float, float]:
+    """Fallback threshold, its ambiguity threshold, and the escalation's negative threshold."""
     import yaml
 
     config = yaml.safe_load((ROOT / "config.yml").read_text())
     esc = next((p for p in config["policies"] if p["name"].endswith("EscalationPolicy")), {})
     fb = next((c for c in config["pipeline"] if c["name"] == "FallbackClassifier"), {})
-    return float(fb.get("threshold", 0.3)), float(esc.get("negative_threshold", 0.85))
+    return (float(fb.get("threshold", 0.3)), float(fb.get("ambiguity_threshold", 0.1)),
+            float(esc.get("negative_threshold", 0.85)))
 
 
 async def _parse_all(agent: Any, texts: list[str]) -> list[dict[str, Any]]:
@@ -175,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"understanding: loading {args.model}", flush=True)
     agent = Agent.load(args.model)
     parse = lambda texts: asyncio.run(_parse_all(agent, texts))  # noqa: E731
-    fallback_t, negative_t = _config_threshold()
+    fallback_t, ambiguity, negative_t = _config_threshold()
     report: dict[str, Any] = {"model": args.model, "fallback_threshold": fallback_t,
+                              "ambiguity_threshold": ambiguity,
                               "negative_threshold": negative_t}
     in_scope: list[dict[str, Any]] = []
     for name, file in (("team_holdout", "nlu_holdout.yml"),
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         in_scope += [p for (_, g), p in zip(pairs, parses, strict=True) if g not in REJECTED]
     oos = _oos_val()
     print(f"understanding: parsing {len(oos)} out-of-scope texts (CLINC150 oos_val)", flush=True)
-    curve = rejection_curve(in_scope, parse(oos))
+    curve = rejection_curve(in_scope, parse(oos), ambiguity)
     report["out_of_scope"] = {
         "n_oos": len(oos), "n_in_scope": len(in_scope), "curve": curve,
         "at_config_threshold": min(curve, key=lambda r: abs(r["threshold"] - fallback_t))}
@@ -223,7 +229,8 @@ def print_summary(r: dict[str, Any]) -> None:
         print(f"intent {name:<16} n={s['n']:<4} accuracy {s['accuracy']:.3f}  "
               f"macro-F1 {s['macro_f1']:.3f}")
     o = r["out_of_scope"]
-    print(f"out-of-scope: {o['n_oos']} CLINC150 oos_val texts vs {o['n_in_scope']} in-scope")
+    print(f"out-of-scope: {o['n_oos']} CLINC150 oos_val texts vs {o['n_in_scope']} in-scope "
+          f"(ambiguity threshold {r['ambiguity_threshold']})")
     print("  threshold  oos rejected  in-scope falsely rejected")
     for row in o["curve"]:
         mark = "  <- config.yml" if row is o["at_config_threshold"] or \
