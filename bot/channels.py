@@ -35,6 +35,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import speedups
+from bot.replies import FAILED_REPLY
 from crm_ml.config import get_settings
 from crm_ml.contract import PLATFORM_PREFIXES
 from crm_ml.ratelimit import POLITE_MESSAGE, check_client, limiter_for
@@ -188,11 +189,8 @@ class CRMRestInput(RestInput):
                 logger.error("REST message timed out")
             except Exception:  # noqa: BLE001 - answer politely, keep the conversation
                 logger.exception("REST message failed")
-                collector.messages.append({
-                    "recipient_id": payload["sender"],
-                    "text": "Sorry, something went wrong on our side. Please try again "
-                            "in a moment; nothing you said is lost.",
-                })
+                collector.messages.append({"recipient_id": payload["sender"],
+                                           "text": FAILED_REPLY})
             queued = await self.drain_outbox(request.app, payload["sender"])
             return response.json(queued + collector.messages)
 

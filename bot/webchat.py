@@ -37,6 +37,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
+from bot.replies import FAILED_REPLY
 from crm_ml.contract import WEB_PREFIX
 from crm_ml.ratelimit import POLITE_MESSAGE, limiter_for
 
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
-    "SORRY",
     "WebChatInput",
     "WebChatOutput",
     "clean_text",
@@ -56,8 +56,6 @@ __all__ = [
 
 MAX_MESSAGE_CHARS = 5000
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-SORRY = ("Sorry, something went wrong on our side. Please try again in a moment; "
-         "nothing you said is lost.")
 
 
 def sender_of(session_id: str) -> str:
@@ -260,6 +258,6 @@ class WebChatInput(SocketIOInput):
                 await on_new_message(message)
             except Exception:  # noqa: BLE001 - answer politely, keep the conversation
                 logger.exception("web chat message failed")
-                await output.send_text_message(sender, SORRY)
+                await output.send_text_message(sender, FAILED_REPLY)
 
         return hook

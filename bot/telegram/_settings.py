@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from bot.replies import FAILED_REPLY
 from crm_ml.config import get_settings
 from crm_ml.contract import TELEGRAM_PREFIX
 
@@ -36,8 +37,6 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024  # sendPhoto's upload limit
 ALLOWED_UPDATES = ["message", "callback_query"]
 NON_TEXT_REPLY = "Sorry, I can only read text messages here. Could you type your question?"
 EXPIRED_BUTTON = "This button has expired. Please type your answer instead."
-FAILED_REPLY = ("Sorry, something went wrong on our side. Please try again in a moment; "
-                "nothing you said is lost.")
 # Methods a ``custom`` response may call, with the chat filled in by the channel.
 CUSTOM_METHODS = {
     "send_message", "send_photo", "send_document", "send_location", "send_venue",
