@@ -1,8 +1,9 @@
 """Known, harmless library warnings kept out of the Rasa process's output (bot env).
 
 Rasa 3.6 pins old libraries (SQLAlchemy 1.4, TensorFlow 2.12, Keras, sanic 21)
-that warn about their own deprecations on every start: lines a newcomer takes
-for errors, and none of them about this project. :func:`install` ignores
+that warn about their own deprecations on every start, and its validator warns
+about every response only custom actions send: lines a newcomer takes for
+errors, and none of them a problem of this project. :func:`install` ignores
 exactly those warnings (each filter below names what it silences and why it is
 harmless); any other warning still shows.
 
@@ -53,6 +54,11 @@ FILTERS: List[Tuple[str, Type[Warning], str]] = [
     # URL() and declares its tables the 1.4 way): the bot env pins SQLAlchemy < 2.
     (r"Calling URL\(\) directly is deprecated", DeprecationWarning, ""),
     (r"Deprecated API features detected", DeprecationWarning, ""),
+    # Rasa's validator (rasa train, rasa data validate) names every response that no
+    # story or rule names; here custom actions send them by name
+    # (``utter_message(response=...)``), which it cannot see. The responses are checked
+    # by tests/bot_env/test_data_validate.py and the action tests.
+    (r"The utterance '\w+' is not used in any story or rule", UserWarning, r"rasa\."),
     # An old-style import hook of a Rasa dependency (six's meta-path importer):
     # importlib still calls load_module() on Python 3.10.
     (r"the load_module\(\) method is deprecated", DeprecationWarning, ""),

@@ -20,6 +20,8 @@ KNOWN = [
      "/x/.venv-bot/lib/python3.10/site-packages/keras/utils/vis_utils"),
     ("'setParseAction' deprecated - use 'set_parse_action'", PyparsingDeprecationWarning,
      "matplotlib.fontconfig_pattern"),
+    ("The utterance 'utter_verified' is not used in any story or rule.", UserWarning,
+     "rasa.shared.utils.io"),
     ("Calling URL() directly is deprecated and will be disabled in a future release.",
      DeprecationWarning, "rasa.core.tracker_store"),
 ]
