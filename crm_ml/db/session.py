@@ -22,15 +22,19 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from crm_ml.config import get_settings
+from crm_ml.db.sqlite_guard import (
+    READ_WRITE_QUERY,
+    guarded_path,
+    read_write_database,
+    set_pragmas,
+    watch_file,
+)
 from crm_ml.errors import CRMUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,13 +43,8 @@ CONNECT_TIMEOUT_S = 5
 """How long a new PostgreSQL connection may take (unless the URL says otherwise)."""
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    set_pragmas(dbapi_conn, foreign_keys=True)
 
 
 @lru_cache(maxsize=8)
@@ -64,42 +63,20 @@ def get_engine(url: str | None = None) -> Engine:
                          connect_args=connect_args)
 
 
-FileId = tuple[int, int] | None
-
-
-def _file_id(path: Path) -> FileId:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _sqlite_engine(url: URL) -> Engine:
-    database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:") \
-            or "uri" in url.query:
+    path = guarded_path(url.database, url.query)
+    if path is None:  # in memory, or a URI used as given
         engine = create_engine(url, connect_args={"timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    path = Path(database).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         sqlite3.connect(path).close()  # a new, empty database: the only time one is made
-    read_write = url.set(database=f"file:{quote(str(path))}",
-                         query={**url.query, "mode": "rw", "uri": "true"})
+    read_write = url.set(database=read_write_database(path),
+                         query={**url.query, **READ_WRITE_QUERY})
     engine = create_engine(read_write, connect_args={"timeout": 5})
     event.listen(engine, "connect", _sqlite_pragmas)
-
-    @event.listens_for(engine, "connect")
-    def remember_file(_dbapi_conn: object, record: ConnectionPoolEntry) -> None:
-        record.info["file"] = _file_id(path)
-
-    @event.listens_for(engine, "checkout")
-    def same_file(_dbapi_conn: object, record: ConnectionPoolEntry, _proxy: object) -> None:
-        if record.info.get("file") != _file_id(path):
-            raise DisconnectionError("the SQLite file was moved or deleted")
-
+    watch_file(event.listens_for, engine, path, DisconnectionError)
     return engine
 
 
