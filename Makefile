@@ -14,7 +14,7 @@ PY310 := $(shell scripts/find-python.sh 3.10)
 APP := .venv
 BOT := .venv-bot
 CRM := $(APP)/bin/crm-ml
-RASA := $(BOT)/bin/rasa
+RASA := SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 $(BOT)/bin/python -m bot
 RASA_MODEL := models/rasa/crm.tar.gz
 RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
 OOS_NLU := data/generated/out_of_scope.yml

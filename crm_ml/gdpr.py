@@ -3,7 +3,7 @@
 ``export`` gathers the customer's rows from every CRM table, the audit entries
 about them or made in their conversations, plus what the Rasa tracker store's
 database holds of the customer's conversations: their events, and the Telegram
-messages still waiting in ``telegram_outbox`` (kept there by ``bot/telegram.py``
+messages still waiting in ``telegram_outbox`` (kept there by ``bot/telegram/_outbox.py``
 while Telegram is unreachable). ``erase`` removes the conversations
 (interactions, escalations, tickets, channel links, tracker events, waiting
 Telegram messages) and the model outputs about the customer, and anonymizes the
