@@ -71,7 +71,7 @@ class SentenceEncoderFeaturizer(GraphComponent):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"folder": None, "runtime": "auto", "max_length": 64, "scale": 1.0,
-                "alias": "sentence_encoder"}
+                "layers": None, "alias": "sentence_encoder"}
 
     def __init__(self, config: Dict[Text, Any]) -> None:
         self._config = config
@@ -92,7 +92,8 @@ class SentenceEncoderFeaturizer(GraphComponent):
 
         folder = Path(config.get("folder") or encoder.DEFAULT_DIR)
         names = sorted(encoder.RUNTIME_FILES.values()) + sorted(encoder.FILE_SHA256)
-        return json.dumps([config.get("runtime"), config.get("max_length")] + [
+        return json.dumps([config.get("runtime"), config.get("max_length"),
+                           config.get("layers")] + [
             [name, (folder / name).stat().st_size if (folder / name).is_file() else None]
             for name in names])
 
@@ -104,7 +105,7 @@ class SentenceEncoderFeaturizer(GraphComponent):
             folder = self._config.get("folder")
             self._encoder = encoder.load_default(
                 Path(folder) if folder else None, max_length=int(self._config["max_length"]),
-                runtime=self._config["runtime"])
+                layers=self._config.get("layers"), runtime=self._config["runtime"])
         return self._encoder
 
     def _featurize(self, messages: List[Message]) -> None:

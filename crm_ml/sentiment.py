@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,25 @@ from crm_ml.sentiment_infer import (
     TfidfBlock,
     preprocess,
 )
+from crm_ml.training import Progress
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GRID",
+    "SentenceVectors",
+    "SentimentClassifier",
+    "cross_domain",
+    "encode_cached",
+    "evaluate",
+    "fit_and_evaluate",
+    "metrics",
+    "read_data",
+    "read_in_domain",
+    "read_labelled_csv",
+    "select_setting",
+    "train_and_store",
+]
 
 TEST_SIZE = 0.2
 VALIDATION_SIZE = 0.15
@@ -71,7 +87,6 @@ GRID: list[dict[str, Any]] = [
 #: Candidate probabilities from which a message counts as negative.
 NEGATIVE_CUTOFFS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
-Progress = Callable[[str], None]
 
 
 class SentenceVectors(TransformerMixin, BaseEstimator):
@@ -425,17 +440,15 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
     Returns:
         ``{accuracy, macro_f1, negative_recall, negative_precision}`` on the held-out 20%.
     """
-    from threadpoolctl import threadpool_limits
+    from sklearn.metrics import confusion_matrix
 
-    from crm_ml import datasets, registry
-    from crm_ml.db import session_scope
+    from crm_ml import datasets
+    from crm_ml.training import training
 
-    say = progress or (lambda _msg: None)
-    start = time.perf_counter()
-    say("sentiment: reading tweets")
-    texts, y = read_data()
-    say("sentiment: choosing the setting on validation data, fitting, evaluating")
-    with threadpool_limits(limits=1):
+    with training(MODEL_NAME, url=url, models_dir=models_dir, progress=progress) as run:
+        run.say("sentiment: reading tweets")
+        texts, y = read_data()
+        run.say("sentiment: choosing the setting on validation data, fitting, evaluating")
         model, m, info = fit_and_evaluate(texts, y, extra=read_in_domain())
         exported = model.export(meta={"trained_on": "Twitter US Airline Sentiment",
                                       "setting": _jsonable(info["setting"]),
@@ -443,26 +456,23 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         # The artifact must give the classifier's own probabilities.
         sample = info["test_texts"][:500]
         gap = float(np.abs(exported.predict_proba(sample) - model.predict_proba(sample)).max())
-    if gap > 1e-6:
-        raise RuntimeError(f"exported sentiment model differs from scikit-learn by {gap:.2e}")
-    from sklearn.metrics import confusion_matrix
-
-    labels = ["negative", "neutral", "positive"]
-    matrix = confusion_matrix(info["test_labels"], model.predict(info["test_texts"]),
-                              labels=labels)
-    params = {"confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
-              "setting": _jsonable(info["setting"]),
-              "grid": [_jsonable(t) for t in info["grid"]],
-              "features": "tfidf word 1-2 + char_wb 2-5, sublinear tf, l2, min_df=2",
-              "test_size": TEST_SIZE, "split_seed": SEED, "export_max_abs_diff": gap,
-              "n_features": int(exported.coef.shape[1]),
-              "cross_domain": cross_domain(exported),
-              "seconds": round(time.perf_counter() - start, 1)}
-    with session_scope(url) as s:
-        saved = registry.save(MODEL_NAME, None, metrics=m, data_hash=datasets.file_hash("tweets"),
-                              params=params, models_dir=models_dir, session=s,
-                              extra_files=exported.to_files())
-    say(f"sentiment: stored version {saved.version}")
+        if gap > 1e-6:
+            raise RuntimeError(f"exported sentiment model differs from scikit-learn by {gap:.2e}")
+        labels = ["negative", "neutral", "positive"]
+        matrix = confusion_matrix(info["test_labels"], model.predict(info["test_texts"]),
+                                  labels=labels)
+        params = {"confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
+                  "setting": _jsonable(info["setting"]),
+                  "grid": [_jsonable(t) for t in info["grid"]],
+                  "features": "tfidf word 1-2 + char_wb 2-5, sublinear tf, l2, min_df=2"
+                              " + sentence encoder (all-MiniLM-L6-v2) x encoder_scale",
+                  "test_size": TEST_SIZE, "split_seed": SEED, "export_max_abs_diff": gap,
+                  "n_features": int(exported.coef.shape[1]),
+                  "cross_domain": cross_domain(exported),
+                  "seconds": run.seconds}
+        saved, _ = run.store(None, metrics=m, data_hash=datasets.file_hash("tweets"),
+                             params=params, extra_files=exported.to_files())
+        run.say(f"sentiment: stored version {saved.version}")
     return m
 
 

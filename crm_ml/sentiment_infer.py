@@ -48,6 +48,16 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "LABELS",
+    "MODEL_NAME",
+    "SentimentModel",
+    "TfidfBlock",
+    "decide",
+    "load_latest",
+    "preprocess",
+]
+
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 MODEL_NAME = "sentiment"
