@@ -3,8 +3,12 @@
 Right after a customer's message, it predicts ``action_handoff`` (with full
 confidence and a priority above the rule policy) when:
 
-* the customer asks for a person (intent ``contact_human_agent``);
-* the message is negative with a confidence of at least ``negative_threshold``;
+* the customer asks for a person (intent ``contact_human_agent``, or in words
+  inside another request: :func:`crm_ml.escalation.asks_for_person`);
+* the message is negative with a confidence of at least ``negative_threshold``
+  (``complaint_threshold`` for a complaint, which the complaint desk already
+  takes: a calm complaint is as negative as an angry one), or negative with a
+  cue of anger, a threat or shouting (:func:`crm_ml.escalation.anger_cue`);
 * this message and the one before are both negative (``negative_streak``);
 * this message and the one before both ended in ``nlu_fallback``.
 
@@ -30,6 +34,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.identity import verified_identity
 from crm_ml.config import get_settings
+from crm_ml.escalation import anger_cue, asks_for_person
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +83,22 @@ def _no_user_turn_since_last_action(tracker: DialogueStateTracker) -> bool:
 
 
 def escalation_reason(turns: List[UserUttered], threshold: float,
-                      human_intent: Text = "contact_human_agent") -> Optional[Text]:
+                      human_intent: Text = "contact_human_agent",
+                      complaint_threshold: Optional[float] = None) -> Optional[Text]:
     """Why these turns (newest first) call for a human, or None."""
     if not turns:
         return None
     latest = turns[0]
-    if latest.intent_name == human_intent:
+    text = latest.text or ""
+    if latest.intent_name == human_intent or asks_for_person(text):
         return "asked for a human"
     label, confidence = sentiment_of(latest)
-    if label == "negative" and confidence >= threshold:
+    bar = complaint_threshold if latest.intent_name == "complaint" and \
+        complaint_threshold is not None else threshold
+    if label == "negative" and confidence >= bar:
         return "very negative message"
+    if label == "negative" and anger_cue(text):
+        return "angry message"
     if len(turns) > 1:
         previous = turns[1]
         if label == "negative" and sentiment_of(previous)[0] == "negative":
@@ -105,7 +116,8 @@ class EscalationPolicy(Policy):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"priority": 7, "negative_threshold": 0.85, "action": HANDOFF_ACTION}
+        return {"priority": 7, "negative_threshold": 0.85, "complaint_threshold": None,
+                "action": HANDOFF_ACTION}
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage,
                  resource: Resource, execution_context: ExecutionContext,
@@ -136,7 +148,10 @@ class EscalationPolicy(Policy):
         identity = verified_identity(turns[0].metadata, self._secret)
         if identity.is_staff:
             return nothing
-        reason = escalation_reason(turns, float(self.config["negative_threshold"]))
+        complaint = self.config.get("complaint_threshold")
+        reason = escalation_reason(turns, float(self.config["negative_threshold"]),
+                                   complaint_threshold=None if complaint is None
+                                   else float(complaint))
         if reason is None or action not in domain.action_names_or_texts:
             return nothing
         probabilities = self._default_predictions(domain)

@@ -103,8 +103,8 @@ def rejection_curve(in_scope: list[dict[str, Any]], oos: list[dict[str, Any]],
 
 
 def escalation_scores(conversations: list[dict[str, Any]],
-                      parses: dict[str, list[dict[str, Any]]], threshold: float
-                      ) -> dict[str, Any]:
+                      parses: dict[str, list[dict[str, Any]]], threshold: float,
+                      complaint_threshold: float | None = None) -> dict[str, Any]:
     from rasa.shared.core.events import UserUttered
 
     from bot.policy import escalation_reason
@@ -116,7 +116,8 @@ def escalation_scores(conversations: list[dict[str, Any]],
         reason = None
         for text, parse in zip(conv["turns"], parses[conv["id"]], strict=True):
             events.insert(0, UserUttered(text, parse.get("intent"), parse.get("entities")))
-            reason = escalation_reason(events[:2], threshold)
+            reason = escalation_reason(events[:2], threshold,
+                                       complaint_threshold=complaint_threshold)
             if reason:
                 break
         said = bool(reason)
@@ -153,15 +154,17 @@ def sentiment_scores(rows: list[tuple[str, str]], parses: list[dict[str, Any]]
                           for (g, p), n in Counter(zip(gold, pred, strict=True)).items()}}
 
 
-def _config_threshold() -> tuple[float, float, float]:
-    """Fallback threshold, its ambiguity threshold, and the escalation's negative threshold."""
+def _config_threshold() -> tuple[float, float, float, float | None]:
+    """Fallback threshold, its ambiguity threshold, the escalation's negative thresholds."""
     import yaml
 
     config = yaml.safe_load((ROOT / "config.yml").read_text())
     esc = next((p for p in config["policies"] if p["name"].endswith("EscalationPolicy")), {})
     fb = next((c for c in config["pipeline"] if c["name"] == "FallbackClassifier"), {})
+    complaint = esc.get("complaint_threshold")
     return (float(fb.get("threshold", 0.3)), float(fb.get("ambiguity_threshold", 0.1)),
-            float(esc.get("negative_threshold", 0.85)))
+            float(esc.get("negative_threshold", 0.85)),
+            None if complaint is None else float(complaint))
 
 
 async def _parse_all(agent: Any, texts: list[str]) -> list[dict[str, Any]]:
@@ -180,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"understanding: loading {args.model}", flush=True)
     agent = Agent.load(args.model)
     parse = lambda texts: asyncio.run(_parse_all(agent, texts))  # noqa: E731
-    fallback_t, ambiguity, negative_t = _config_threshold()
+    fallback_t, ambiguity, negative_t, complaint_t = _config_threshold()
     report: dict[str, Any] = {"model": args.model, "fallback_threshold": fallback_t,
                               "ambiguity_threshold": ambiguity,
-                              "negative_threshold": negative_t}
+                              "negative_threshold": negative_t,
+                              "complaint_threshold": complaint_t}
     in_scope: list[dict[str, Any]] = []
     for name, file in (("team_holdout", "nlu_holdout.yml"),
                        ("natural_holdout", "nlu_natural_holdout.yml")):
@@ -206,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     for conv in conversations:
         parses_by_id[conv["id"]] = turn_parses[i: i + len(conv["turns"])]
         i += len(conv["turns"])
-    report["escalation"] = escalation_scores(conversations, parses_by_id, negative_t)
+    report["escalation"] = escalation_scores(conversations, parses_by_id, negative_t,
+                                             complaint_t)
     report["escalation_curve"] = [
         {"negative_threshold": t, **{k: v for k, v in escalation_scores(
-            conversations, parses_by_id, t).items() if k in ("precision", "recall")}}
+            conversations, parses_by_id, t, complaint_t).items()
+            if k in ("precision", "recall")}}
         for t in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)]
     with (DATA / "sentiment_cross_domain.csv").open(encoding="utf-8", newline="") as f:
         rows = [(r["text"], r["label"]) for r in csv.DictReader(f)]
