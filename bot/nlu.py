@@ -44,6 +44,17 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from crm_ml import registry
 
+__all__ = [
+    "ENCODING_KEY",
+    "LinearIntentClassifier",
+    "NEUTRAL",
+    "OutOfScopeToFallback",
+    "SENTIMENT_ENTITY",
+    "SentenceCountVectorsFeaturizer",
+    "SentenceEncoderFeaturizer",
+    "SentimentAnalyzer",
+]
+
 logger = logging.getLogger(__name__)
 
 SENTIMENT_ENTITY = "sentiment"

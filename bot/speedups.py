@@ -51,6 +51,13 @@ from rasa.engine.exceptions import GraphRunError
 from rasa.engine.graph import GraphNode
 from rasa.engine.runner.dask import DaskGraphRunner
 
+__all__ = [
+    "KEEPALIVE_S",
+    "SequentialGraphRunner",
+    "install",
+    "rasa_originals",
+]
+
 logger = logging.getLogger(__name__)
 
 _installed = False

@@ -30,6 +30,18 @@ from typing import TYPE_CHECKING
 from crm_ml.errors import CRMError, NotFound
 from crm_ml.identity import Identity
 
+__all__ = [
+    "ALL",
+    "Forbidden",
+    "active_customer",
+    "allowed",
+    "check_customer",
+    "check_owner",
+    "own_customer_id",
+    "rep_scope",
+    "require",
+]
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 

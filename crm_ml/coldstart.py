@@ -21,6 +21,12 @@ from sqlalchemy.orm import Session
 
 from crm_ml.db import models as m
 
+__all__ = [
+    "RULE_VERSION",
+    "SEGMENT",
+    "fill",
+]
+
 logger = logging.getLogger(__name__)
 
 SEGMENT = "No purchases"

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+__all__ = [
+    "PROJECT_ROOT",
+    "Settings",
+    "get_settings",
+]
+
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -29,6 +29,21 @@ import pandas as pd
 from crm_ml.config import get_settings
 from crm_ml.errors import DatasetError
 
+__all__ = [
+    "DatasetFile",
+    "FILES",
+    "RETAIL_COLUMNS",
+    "datasets_dir",
+    "file_hash",
+    "path_of",
+    "read_bank_marketing",
+    "read_clinc150",
+    "read_online_retail",
+    "read_telco",
+    "read_tweets",
+    "read_x_education",
+]
+
 logger = logging.getLogger(__name__)
 
 

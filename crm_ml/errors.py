@@ -1,3 +1,10 @@
+
+__all__ = [
+    "CRMError",
+    "CRMUnavailable",
+    "DatasetError",
+    "NotFound",
+]
 """The project's own errors: callers translate these into polite answers."""
 
 

@@ -16,6 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = [
+    "ANONYMOUS",
+    "Identity",
+    "ROLES",
+    "from_metadata",
+    "parse_user",
+    "sign",
+]
+
 logger = logging.getLogger(__name__)
 
 ROLES = ("anonymous", "customer", "rep", "manager", "agent")

@@ -54,6 +54,27 @@ from crm_ml import datasets
 from crm_ml.db import models as m
 from crm_ml.db.session import get_engine
 
+__all__ = [
+    "CHUNK",
+    "LoadSummary",
+    "MANAGER_ID",
+    "NON_PRODUCT_CODES",
+    "NON_PRODUCT_PREFIXES",
+    "N_REPS",
+    "ProgressFn",
+    "REPS",
+    "RetailTables",
+    "is_non_product",
+    "load_all",
+    "load_leads",
+    "load_reps",
+    "load_retail",
+    "prepare_leads",
+    "prepare_retail",
+    "synthetic_name",
+    "table_counts",
+]
+
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]

@@ -10,6 +10,15 @@ from __future__ import annotations
 import logging
 import re
 
+__all__ = [
+    "CARD_RE",
+    "EMAIL_RE",
+    "MaskingFilter",
+    "PHONE_RE",
+    "install_log_masking",
+    "mask",
+]
+
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # 13-19 digits, optionally grouped by spaces or dashes: card-like numbers.
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")

@@ -16,6 +16,11 @@ from crm_ml import authz
 from crm_ml.db import models as m
 from crm_ml.identity import Identity
 
+__all__ = [
+    "CustomerBaseStats",
+    "customer_base_stats",
+]
+
 logger = logging.getLogger(__name__)
 
 

@@ -26,6 +26,15 @@ import time
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, urlencode
 
+__all__ = [
+    "DEFAULT_TTL",
+    "FORECAST_CHART",
+    "InvalidLink",
+    "LinkExpired",
+    "sign_query",
+    "verify_query",
+]
+
 logger = logging.getLogger(__name__)
 
 FORECAST_CHART = "/charts/forecast.png"

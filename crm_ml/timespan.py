@@ -28,6 +28,16 @@ import math
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "DEFAULT_WEEKS",
+    "MAX_WEEKS",
+    "MIN_WEEKS",
+    "TimeSpan",
+    "TimeSpanError",
+    "parse",
+    "weeks",
+]
+
 logger = logging.getLogger(__name__)
 
 MIN_WEEKS = 1

@@ -11,6 +11,14 @@ from alembic.config import Config
 from crm_ml.config import get_settings
 from crm_ml.db.session import get_engine
 
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "current",
+    "downgrade",
+    "upgrade",
+]
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

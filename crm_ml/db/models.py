@@ -31,6 +31,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+__all__ = [
+    "Account",
+    "Agent",
+    "AuditLog",
+    "Base",
+    "ChannelIdentity",
+    "ChurnScore",
+    "Customer",
+    "DataLoad",
+    "Escalation",
+    "Forecast",
+    "Interaction",
+    "Lead",
+    "LeadScore",
+    "ModelRun",
+    "NAMING",
+    "Order",
+    "OrderLine",
+    "Product",
+    "Recommendation",
+    "SalesRep",
+    "Segment",
+    "Ticket",
+]
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

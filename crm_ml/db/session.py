@@ -37,6 +37,12 @@ from crm_ml.db.sqlite_guard import (
 )
 from crm_ml.errors import CRMUnavailable
 
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "get_engine",
+    "session_scope",
+]
+
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
