@@ -223,6 +223,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 #: onnxruntime graphs written by :mod:`crm_ml.encoder_export` from the checked weights.
 RUNTIME_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx"}
+#: Their sha256 as the pinned onnx and onnxruntime write them (the export is
+#: deterministic): a trained classifier reads exactly these vectors.
+RUNTIME_SHA256 = {
+    "onnx": "5929b864f85b5a2243f73dae8c53bcaa9a029912b8fc02085e5acf97fa69b49f",
+    "onnx-int8": "22e21bed032594a5f7d91b4592d051de6c01e857e842351489dd6c3c285eca3a",
+}
 
 
 def _has_onnxruntime() -> bool:
@@ -328,8 +334,13 @@ class SentenceEncoder:
                 runtime = "numpy"
         if runtime not in ("numpy", *RUNTIME_FILES):
             raise ValueError(f"unknown encoder runtime {runtime!r}")
-        if runtime != "numpy" and not (folder / RUNTIME_FILES[runtime]).is_file():
-            raise EncoderMissing(f"{folder / RUNTIME_FILES[runtime]} is missing: {HOW_TO_FETCH}")
+        if runtime != "numpy":
+            path = folder / RUNTIME_FILES[runtime]
+            if not path.is_file():
+                raise EncoderMissing(f"{path} is missing: {HOW_TO_FETCH}")
+            if _sha256(path) != RUNTIME_SHA256[runtime]:
+                raise ValueError(f"{path} is not the graph the pinned onnx/onnxruntime write "
+                                 f"(sha256 {_sha256(path)}): {HOW_TO_FETCH}")
         return runtime
 
     @property

@@ -132,8 +132,14 @@ def export(folder: Path = DEFAULT_DIR) -> tuple[Path, Path]:
     verify_files(folder)
     fp32, int8 = folder / FP32_FILE, folder / INT8_FILE
     onnx.save(build_graph(folder), str(fp32))
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul"], per_channel=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process applies to image models
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"], per_channel=True)
+    finally:
+        root.setLevel(level)
     return fp32, int8
 
 

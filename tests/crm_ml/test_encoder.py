@@ -90,3 +90,13 @@ def test_fetch_script_accepts_present_files_without_download(folder: Path) -> No
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--dest", str(folder)]) == 0
+
+
+def test_a_changed_runtime_graph_is_refused(folder: Path, tmp_path: Path) -> None:
+    for name in [*encoder.FILE_SHA256, encoder.RUNTIME_FILES["onnx-int8"]]:
+        (tmp_path / name).symlink_to(folder / name)
+    graph = tmp_path / encoder.RUNTIME_FILES["onnx-int8"]
+    graph.unlink()
+    graph.write_bytes((folder / encoder.RUNTIME_FILES["onnx-int8"]).read_bytes()[:-16])
+    with pytest.raises(ValueError, match="not the graph .* make encoder"):
+        SentenceEncoder(tmp_path, runtime="onnx-int8")
