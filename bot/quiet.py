@@ -59,6 +59,12 @@ FILTERS: List[Tuple[str, Type[Warning], str]] = [
     # (``utter_message(response=...)``), which it cannot see. The responses are checked
     # by tests/bot_env/test_data_validate.py and the action tests.
     (r"The utterance '\w+' is not used in any story or rule", UserWarning, r"rasa\."),
+    # rasa train looks for a trainable entity extractor (DIET, CRF) when the data has
+    # entity annotations and lookup tables; here RegexEntityExtractor reads both
+    # (use_lookup_tables, use_regexes in config.yml) and the annotations document the
+    # entities in examples. The conversation tests check the extracted entities.
+    (r"You have defined training data consisting of entity examples", UserWarning, r"rasa\."),
+    (r"You have defined training data consisting of lookup tables", UserWarning, r"rasa\."),
     # An old-style import hook of a Rasa dependency (six's meta-path importer):
     # importlib still calls load_module() on Python 3.10.
     (r"the load_module\(\) method is deprecated", DeprecationWarning, ""),
