@@ -90,7 +90,8 @@ def escalation_reason(turns: List[UserUttered], threshold: float,
         return None
     latest = turns[0]
     text = latest.text or ""
-    if latest.intent_name == human_intent or asks_for_person(text):
+    if latest.intent_name == human_intent or (
+            latest.intent_name != "bot_challenge" and asks_for_person(text)):
         return "asked for a human"
     label, confidence = sentiment_of(latest)
     bar = complaint_threshold if latest.intent_name == "complaint" and \

@@ -67,6 +67,12 @@ def anger_cue(text: str) -> bool:
     return len(shouted) >= 2 or (len(shouted) == 1 and ("!!" in text or "??" in text))
 
 
+_ARE_YOU = re.compile(r"\b(?:are|r)\s+(?:you|u|ya)\b", re.IGNORECASE)
+
+
 def asks_for_person(text: str) -> bool:
-    """Whether the message asks, in words, for a person rather than the bot."""
-    return bool(text) and _PERSON.search(text) is not None
+    """Whether the message asks, in words, for a person rather than the bot.
+
+    "Are you a real person?" asks what the assistant is, not for someone else.
+    """
+    return bool(text) and _PERSON.search(text) is not None and not _ARE_YOU.search(text)

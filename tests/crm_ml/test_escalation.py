@@ -52,6 +52,8 @@ def test_asking_for_a_person_in_words(text: str) -> None:
     "who is my sales rep",
     "what are your opening hours",
     "is this a human-readable invoice",
+    "r u a real person or a bot",
+    "are you a real human?",
 ])
 def test_no_request_for_a_person(text: str) -> None:
     assert not asks_for_person(text)
