@@ -34,7 +34,9 @@ __all__ = [
     "MODEL_NAME",
     "AnomalyDetector",
     "AnomalyArtifact",
+    "describe",
     "evaluate_anomalies",
+    "fit_artifact",
     "inject",
     "train_and_store",
     "unusual_orders",
@@ -169,6 +171,12 @@ def describe(feature: str, row: pd.Series, z: float) -> str:
         return f"country {row.get('country', '?')} unusual for the customer"
     if feature == "cancel_share":
         return f"{row[feature]:.0%} of lines cancelled"
+    if feature == "n_lines":
+        return f"{int(row[feature])} lines (robust z {z:+.1f})"
+    if feature == "log_mean_price":
+        return f"mean unit price {np.expm1(row[feature]):,.2f} (robust z {z:+.1f})"
+    if feature == "spend_change":
+        return f"week's spend {np.exp(row[feature]):.0f}x the previous weeks' mean"
     return f"{feature} {row[feature]:.2f} (robust z {z:+.1f})"
 
 
