@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from crm_ml import nba
 
@@ -55,7 +54,6 @@ def test_next_best_offer_is_pure_and_explains():
     assert "no product recommendation available" in calm["why"]
 
 
-@pytest.mark.slow
 def test_real_data_evaluation_and_recommend():
     from crm_ml.datasets import read_bank_marketing
 
