@@ -177,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "understanding.json")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
+    import structlog
     import yaml
     from rasa.core.agent import Agent
+
+    # Rasa 3.6 logs every parse at debug level through structlog, on stdout.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     print(f"understanding: loading {args.model}", flush=True)
     agent = Agent.load(args.model)
