@@ -40,6 +40,8 @@ MODELS: dict[str, str] = {
     "leads": "crm_ml.scoring",
     "churn": "crm_ml.churn",
     "sentiment": "crm_ml.sentiment",
+    "anomalies": "crm_ml.anomalies",
+    "nba": "crm_ml.nba",
 }
 
 Message = Callable[[str], None]

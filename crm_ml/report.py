@@ -80,6 +80,8 @@ REGISTRY_NAMES: dict[str, str] = {
     "forecast": "forecast",
     "recommendations": "recommendations",
     "segmentation": "segmentation",
+    "anomalies": "anomalies",
+    "next_best_action": "nba",
 }
 
 #: The contract's keys per section (lead_scoring: per dataset).
@@ -90,6 +92,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "forecast": ("rmse", "mape", "mase", "interval_coverage", "seasonal_naive_mape"),
     "recommendations": ("precision_at_10", "recall_at_10", "popularity_precision_at_10"),
     "segmentation": ("k", "silhouette", "segment_counts"),
+    "anomalies": ("precision_at_k", "recall_by_kind", "baseline_precision_at_k",
+                  "baseline_recall_by_kind"),
+    "next_best_action": ("ips_gain", "dr_gain", "ci_low", "ci_high", "significant",
+                         "logged_value", "random_dr_value"),
 }
 
 
@@ -120,6 +126,10 @@ PAPER_FIGURES: tuple[PaperFigure, ...] = (
     PaperFigure("forecast", "mape", "sales forecast: MAPE 4.8%", 4.8),
     PaperFigure("segmentation", None, "RFM scores + K-Means segments (no figure)", None),
     PaperFigure("recommendations", None, "no figure; our baseline: popularity", None),
+    PaperFigure("anomalies", None, "Isolation Forest for unusual activity (no figure); "
+                "our baseline: robust z-scores", None),
+    PaperFigure("next_best_action", None, "reinforcement learning for next-best-action (no "
+                "figure); ours: an offline bandit judged off-policy", None),
 )
 
 
@@ -331,6 +341,8 @@ _TITLES = {
     "lead_scoring": "Lead scoring", "churn": "Churn (no purchase in the next 90 days)",
     "sentiment": "Sentiment (3 classes)", "forecast": "Weekly revenue forecast",
     "recommendations": "Recommendations", "segmentation": "Segmentation",
+    "anomalies": "Unusual orders (injected anomalies in a held-out period)",
+    "next_best_action": "Next-best-action (offline bandit, off-policy estimates)",
 }
 
 

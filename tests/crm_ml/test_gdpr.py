@@ -275,7 +275,7 @@ def test_erase_from_a_telegram_chat_drops_its_waiting_messages(crm) -> None:
 
 @pytest.mark.skipif(not BOT_PYTHON.exists(), reason="no bot env")
 def test_the_outbox_bot_telegram_keeps_is_exported_and_erased(crm, tmp_path) -> None:
-    """Against the table as bot/telegram/_outbox.py creates and fills it (bot env, Rasa's Python)."""
+    """Against the table as bot/telegram/_outbox.py creates and fills it (bot env)."""
     db = tmp_path / "tracker-with-bot-outbox.db"
     code = ("import sys, sqlalchemy as sa\n"
             "from bot.telegram import TelegramOutbox\n"

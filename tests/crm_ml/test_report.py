@@ -63,7 +63,8 @@ def test_json_has_exactly_the_contract_shape(tmp_path: Path, offline_db: str) ->
     _store(tmp_path / "models")
     got = report.collect_metrics()
     assert list(got) == ["lead_scoring", "churn", "sentiment", "forecast", "recommendations",
-                         "segmentation"]
+                         "segmentation", "anomalies", "next_best_action"]
+    assert got["anomalies"] is None and got["next_best_action"] is None  # not stored here
     assert set(got["lead_scoring"]) == {"bank_marketing", "x_education"}
     assert set(got["lead_scoring"]["bank_marketing"]) == {"auc", "accuracy", "precision",
                                                           "recall", "f1", "brier"}
