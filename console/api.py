@@ -42,6 +42,8 @@ __all__ = [
     "list_escalations",
     "rasa_handoff",
     "read_escalation",
+    "record_reply",
+    "record_resolve",
     "reply",
     "resolve",
     "router",
@@ -120,15 +122,34 @@ def read_escalation(escalation_id: EscalationId, agent: AgentIdentity) -> dict[s
     return crm_call(run)
 
 
-@router.post("/escalations/{escalation_id}/reply")
-def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> dict[str, Any]:
+def record_reply(escalation_id: int, agent: str) -> str:
+    """Record an agent's reply in the CRM; the conversation's sender id to send it to.
+
+    Raises:
+        handoff.AlreadyResolved: the thread is closed.
+    """
     def run() -> str:
         with session_scope() as s:
             return handoff.reply_to_escalation(session=s, escalation_id=escalation_id,
-                                               agent=agent.user)
+                                               agent=agent)
 
+    return crm_call(run)
+
+
+def record_resolve(escalation_id: int, agent: str, *, again: bool = False) -> str:
+    """Resolve the thread in the CRM; the conversation's sender id, for the bot to resume."""
+    def run() -> str:
+        with session_scope() as s:
+            return handoff.resolve_escalation(session=s, escalation_id=escalation_id,
+                                              agent=agent, again=again)
+
+    return crm_call(run)
+
+
+@router.post("/escalations/{escalation_id}/reply")
+def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> dict[str, Any]:
     try:
-        sender = crm_call(run)
+        sender = record_reply(escalation_id, agent.user)
     except handoff.AlreadyResolved as exc:
         raise HTTPException(409, "this conversation is already resolved") from exc
     result = rasa_handoff("reply", {"sender_id": sender, "text": body.text,
@@ -138,12 +159,7 @@ def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> d
 
 @router.post("/escalations/{escalation_id}/resolve")
 def resolve(escalation_id: EscalationId, agent: AgentIdentity) -> dict[str, Any]:
-    def run() -> str:
-        with session_scope() as s:
-            return handoff.resolve_escalation(session=s, escalation_id=escalation_id,
-                                              agent=agent.user, again=True)
-
-    sender = crm_call(run)
+    sender = record_resolve(escalation_id, agent.user, again=True)
     result = rasa_handoff("resume", {"sender_id": sender, "agent": agent.user})
     return {"status": "resolved", "bot": result.get("status")}
 

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
-from console.api import EscalationId, crm_call, rasa_handoff
+from console.api import EscalationId, crm_call, rasa_handoff, record_reply, record_resolve
 from console.auth import (
     authenticate,
     check_csrf,
@@ -252,13 +252,8 @@ def reply(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
     if not text.strip():
         return RedirectResponse(page, status_code=303)
 
-    def run() -> str:
-        with session_scope() as s:
-            return handoff.reply_to_escalation(session=s, escalation_id=escalation_id,
-                                               agent=viewer.user)
-
     try:
-        sender = crm_call(run)
+        sender = record_reply(escalation_id, viewer.user)
     except handoff.AlreadyResolved:
         return RedirectResponse(f"{page}?error=resolved", status_code=303)
     try:
@@ -273,13 +268,8 @@ def resolve(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
             csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token, viewer)
 
-    def run() -> str:
-        with session_scope() as s:
-            return handoff.resolve_escalation(session=s, escalation_id=escalation_id,
-                                              agent=viewer.user)
-
     try:
-        sender = crm_call(run)
+        sender = record_resolve(escalation_id, viewer.user)
     except handoff.AlreadyResolved:
         return RedirectResponse("/", status_code=303)
     try:
