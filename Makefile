@@ -16,12 +16,12 @@ BOT := .venv-bot
 CRM := $(APP)/bin/crm-ml
 RASA := SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 $(BOT)/bin/python -m bot
 RASA_MODEL := models/rasa/crm.tar.gz
-RASA_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
+RASA_INPUTS := config.yml $(wildcard domain/*.yml) $(shell find data -name '*.yml' -not -path 'data/generated/*' 2>/dev/null)
 OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser
+.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser haproxy
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SENTIMENT := models/sentiment/LATEST
 # The pretrained sentence encoder (all-MiniLM-L6-v2), fetched at install time and
@@ -85,7 +85,7 @@ $(SENTIMENT): crm_ml/sentiment.py crm_ml/sentiment_infer.py $(wildcard data/nlu/
 
 $(RASA_MODEL): $(RASA_INPUTS) $(OOS_NLU) $(SENTIMENT) $(ENCODER) $(wildcard bot/*.py) $(BOT)/.installed
 	@mkdir -p models/rasa
-	$(RASA) train --fixed-model-name crm --out models/rasa --quiet
+	$(RASA) train --domain domain --fixed-model-name crm --out models/rasa --quiet
 
 train: install $(RASA_MODEL)  ## Train the Rasa model (models/rasa/crm.tar.gz)
 
@@ -98,7 +98,11 @@ demo: train load train-models  ## Set up what is missing, then start everything
 browser:  ## Debian's Chromium for the browser tests
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-test: install load train browser lint  ## Lint, then every test (app env, then the bot env's own tests)
+haproxy:  ## Debian's HAProxy, the load balancer in front of Rasa replicas (make run, bench, tests)
+	@PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q haproxy)
+
+test: install load train browser haproxy lint  ## Lint, then every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
@@ -119,7 +123,7 @@ report: train-models train  ## Held-out metrics of every model (reports/), under
 		$$($(BOT)/bin/python -c "import yaml; c = yaml.safe_load(open('config.yml')); \
 		print(next(p['threshold'] for p in c['pipeline'] if p['name'] == 'FallbackClassifier'))")
 
-bench: install load train  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
+bench: install load train haproxy  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
 	$(APP)/bin/python -m bench $(BENCH_ARGS)
 
 lock: | $(UV)  ## Re-pin requirements/*.txt from requirements/*.in

@@ -11,7 +11,7 @@ numbers, dates, lists, products), :mod:`actions.crm` (the one CRM call),
 :mod:`actions.parsing` (entities and the user's words), :mod:`actions.gate`
 (the customer gate and the staff permission check), :mod:`actions.identity`
 (who is talking) and :mod:`actions.tickets` (customer tickets). Replies are
-domain responses (``domain.yml``); an action builds text itself only where the
+domain responses (``domain/``); an action builds text itself only where the
 reply is a list or a set of sentences of variable length, with a comment saying so.
 """
 

@@ -3,7 +3,7 @@
 Every reply may be read aloud (the voice channel), so figures are written the
 way people say them and no meaning is carried by emoji or layout. Customer and
 rep actions both format through these helpers; the sentences themselves are
-domain responses in ``domain.yml``.
+domain responses in ``domain/``.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def stock_config_text() -> str:
 def training_inputs_hash(config_text: str) -> str:
     """Hash of a configuration, the domain, the training data and the Rasa version."""
     h = hashlib.sha256(config_text.encode())
-    h.update((ROOT / "domain.yml").read_bytes())
+    for part in sorted((ROOT / "domain").glob("*.yml")):
+        h.update(part.read_bytes())
     for path in sorted((ROOT / "data").rglob("*.yml")):
         h.update(str(path.relative_to(ROOT)).encode())
         h.update(path.read_bytes())
@@ -110,7 +111,7 @@ def rasa_train(name: str, config: Path, out: Path, cache: Path, models_dir: Path
     start = time.perf_counter()
     with log.open("w") as fh:
         run = subprocess.run(
-            [str(BOT_RASA), "train", "--config", str(config), "--domain", "domain.yml",
+            [str(BOT_RASA), "train", "--config", str(config), "--domain", "domain",
              "--data", "data", "--out", str(out), "--fixed-model-name", name, "--quiet"],
             cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     if run.returncode != 0:

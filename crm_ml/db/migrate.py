@@ -32,8 +32,12 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Migrate the database at ``url`` to ``revision``."""
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Migrate the database at ``url`` to ``revision`` (every branch's head by default).
+
+    Independent parts of the schema (the helpdesk, the sales assistant, model
+    outputs) are Alembic branches off one revision, so the default is ``heads``.
+    """
     cfg = alembic_config(url)
     engine = get_engine(url)
     with engine.begin() as connection:
@@ -50,8 +54,9 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 
 def current(url: str | None = None) -> str | None:
-    """Return the revision the database is at, or None when it is empty."""
+    """Return the revisions the database is at (comma separated), or None when it is empty."""
     from alembic.runtime.migration import MigrationContext
 
     with get_engine(url).connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None

@@ -22,14 +22,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     String,
     Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_ml.db.base import NAMING, Base, utcnow
 
 __all__ = [
     "Account",
@@ -56,24 +57,8 @@ __all__ = [
     "Ticket",
 ]
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+_now = utcnow
 
-
-class Base(DeclarativeBase):
-    """Declarative base with stable constraint names (needed by Alembic)."""
-
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class SalesRep(Base):
@@ -363,3 +348,7 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, server_default=func.now())
+
+
+# The companion modules' tables join the same metadata (imported last: they use Base).
+from crm_ml.db import models_helpdesk, models_insights, models_sales  # noqa: E402,F401

@@ -56,7 +56,7 @@ def tracker(text: str, intent: str, user: str | None = "rep:2", *, sig: str | No
     return Tracker("web:test", {}, latest, [], False, None, {}, "action_listen")
 
 
-# Staff answers whose words the tests check: the sentences live in domain.yml, and
+# Staff answers whose words the tests check: the sentences live in domain/, and
 # run() gives them as the text the rep reads (every other response by name).
 WORDED = frozenset({
     "utter_ambiguous_lead", "utter_ambiguous_lead_best", "utter_lead_not_scored",

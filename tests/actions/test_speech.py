@@ -69,7 +69,7 @@ def test_percent_and_lists() -> None:
 
 
 def test_every_response_the_actions_name_is_in_the_domain() -> None:
-    """A response named in full in actions/ exists in domain.yml (others are built from
+    """A response named in full in actions/ exists in domain/ (others are built from
     a prefix, e.g. ``utter_order_status_<status>``, and are tested by their actions)."""
     actions = Path(__file__).resolve().parents[2] / "actions"
     named = {name for path in actions.glob("*.py")

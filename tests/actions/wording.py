@@ -1,4 +1,4 @@
-"""What a reply says: a domain response rendered from domain.yml as Rasa renders it.
+"""What a reply says: a domain response rendered from domain/ as Rasa renders it.
 
 Actions answer with domain responses and their variables; these helpers turn
 such a message into its words, so that tests can check the sentence a user
@@ -14,14 +14,18 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-DOMAIN = Path(__file__).resolve().parents[2] / "domain.yml"
+DOMAIN = Path(__file__).resolve().parents[2] / "domain"  # one file per part, merged by Rasa
 _PLACEHOLDER = re.compile(r"{([^\n{}]+?)}")  # rasa.core.nlg.interpolator's pattern
 
 
 @functools.cache
 def responses() -> dict[str, list[dict[str, Any]]]:
-    """The responses of domain.yml by name."""
-    return dict(YAML(typ="safe").load(DOMAIN.read_text(encoding="utf-8"))["responses"])
+    """The responses of every file in domain/ by name."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(DOMAIN.glob("*.yml")):
+        part = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        merged.update(part.get("responses") or {})
+    return merged
 
 
 def render(message: dict[str, Any]) -> str:

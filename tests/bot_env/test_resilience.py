@@ -24,7 +24,7 @@ from bot import resilience
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
-DOMAIN = Domain.load(str(ROOT / "domain.yml"))
+DOMAIN = Domain.load(str(ROOT / "domain"))
 APOLOGY = DOMAIN.responses["utter_crm_unavailable"][0]["text"]
 ANSWER = "We have 4 customers."
 

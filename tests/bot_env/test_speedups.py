@@ -164,8 +164,8 @@ def test_states_walked_once_are_the_states_rasa_computes(monkeypatch):
     from bot import speedups
 
     root = MODEL.parents[2]
-    domain = Domain.load(str(root / "domain.yml"))
-    steps = YAMLStoryReader(domain).read_from_file(str(root / "tests" / "test_stories.yml"))
+    domain = Domain.load(str(root / "domain"))
+    steps = YAMLStoryReader(domain).read_from_file(str(root / "tests" / "stories" / "core.yml"))
     assert len(steps) > 30
     ours, rasas = _ours_and_rasas(Domain, "states_for_tracker_history")
     walks = []

@@ -1,4 +1,4 @@
-"""The conversation tests (tests/test_stories.yml) against the trained Rasa model.
+"""The conversation tests (every file in tests/stories/) against the trained Rasa model.
 
 Two passes, both in the bot env (Rasa 3.6) through subprocesses:
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
 BOT_RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
-STORIES = ROOT / "tests" / "test_stories.yml"
+STORIES = ROOT / "tests" / "stories"  # one file per part of the assistant
 MIN_STORIES = 40
 TIME_LIMIT_S = 300
 
@@ -184,7 +184,9 @@ async def run(agent, conversations):
 
 agent = Agent.load(model)
 refused = refused_intents(agent.domain)
-stories = yaml.safe_load(open(stories_path))["stories"]
+import pathlib
+stories = [s for f in sorted(pathlib.Path(stories_path).glob("*.yml"))
+           for s in yaml.safe_load(f.read_text()).get("stories") or []]
 conversations = [{"story": s["story"], "turns": story_turns(s, refused)} for s in stories]
 conversations += [{"story": name, "turns": [{"text": t} for t in texts]}
                   for name, texts in extra.items()]

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.e2e
 SECRET = "db-fault-secret"
 CUSTOMER = "customer:12347"
 POLITE = ("Sorry, I can't reach our customer records right now. Please try again in a few "
-          "minutes; nothing you've said is lost.")  # domain.yml's utter_crm_unavailable
+          "minutes; nothing you've said is lost.")  # domain's utter_crm_unavailable
 REAL_ANSWER = "Order 500001 of 4 January 2010"  # customer 12347's latest order
 ASK = "where is my order"
 HELLO = "hello"

@@ -67,7 +67,7 @@ def test_action_server_down_gives_a_polite_answer(stack: Stack) -> None:
     replies = stack.say("web:e2e-4", "how many customers do we have")
     assert [r["text"] for r in replies] == [
         "Sorry, I can't reach our customer records right now. Please try again in a few "
-        "minutes; nothing you've said is lost."]  # domain.yml's utter_crm_unavailable
+        "minutes; nothing you've said is lost."]  # domain's utter_crm_unavailable
     log = stack.workdir / "actions-restarted.log"
     import os
 

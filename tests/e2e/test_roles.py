@@ -77,7 +77,7 @@ def test_forged_signature_is_anonymous(stack: Stack) -> None:
 
 def test_customer_count_is_for_staff_only(stack: Stack) -> None:
     """Company-wide figures: visitors and customers get the polite refusal, no number."""
-    refusal = "Sorry, I can't share that with you."  # domain.yml's utter_not_allowed
+    refusal = "Sorry, I can't share that with you."  # domain's utter_not_allowed
     for sender, metadata in (("web:anon-count", None),
                              ("web:cust-count", signed("customer:12347"))):
         texts = [r["text"] for r in stack.say(sender, "how many customers do we have",
