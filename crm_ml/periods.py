@@ -199,7 +199,7 @@ def parse(text: str, *, today: dt.date) -> Period:
     if m:
         n = _count(m.group(1)) if m.group(1) else 1
         unit = m.group(2)
-        if not 1 <= n <= 120:
+        if not 1 <= n <= {"day": 3650, "week": 520, "month": 120, "year": 10}[unit]:
             raise PeriodError("span out of range")
         if unit == "day":
             start = tomorrow - dt.timedelta(days=n)

@@ -42,8 +42,8 @@ def test_parse(text: str, start: dt.date, end: dt.date) -> None:
     assert period.label
 
 
-@pytest.mark.parametrize("text", ["", "blue", "last 500 years", "q5", "between 2011-03-01 and "
-                                  "2011-01-01", "x" * 200, "13/13/2011"])
+@pytest.mark.parametrize("text", ["", "blue", "last 500 years", "last 4000 days", "q5",
+                                  "between 2011-03-01 and 2011-01-01", "x" * 200, "13/13/2011"])
 def test_rejects(text: str) -> None:
     with pytest.raises(periods.PeriodError):
         periods.parse(text, today=TODAY)

@@ -1,0 +1,106 @@
+"""actions.business: the chat answers to business questions, on the loaded CRM (var/crm.db).
+
+The CRM is only read here. Customers and anonymous callers are refused; an unknown
+country or an unreadable period is asked back; answers state the as-of date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from actions import business
+from crm_ml.config import PROJECT_ROOT, get_settings
+from tests.actions.test_leads import NOT_ALLOWED, SECRET, run, tracker
+
+CRM = PROJECT_ROOT / "var" / "crm.db"
+AS_OF = "As of 9 December 2011, the last day of the loaded data."
+
+pytestmark = pytest.mark.skipif(not CRM.is_file(), reason="var/crm.db not loaded (make load)")
+
+
+@pytest.fixture
+def loaded(env: pytest.MonkeyPatch) -> Iterator[str]:
+    env.setenv("CRM_DATABASE_URL", f"sqlite:///{CRM}")
+    env.setenv("CRM_IDENTITY_SECRET", SECRET)
+    env.delenv("CRM_TODAY", raising=False)
+    get_settings.cache_clear()
+    yield str(CRM)
+
+
+def test_revenue_of_last_month(loaded: str) -> None:
+    events, said = run(business.ActionAskRevenue(),
+                       tracker("what was our revenue last month", "ask_revenue",
+                               time_span="last month"))
+    assert events == []
+    assert said == ["Revenue in November 2011: £1.12 million from 2,642 orders by 1,660 "
+                    f"customers (net of cancellations).\n{AS_OF}"]
+
+
+def test_revenue_by_country_and_change(loaded: str) -> None:
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue by country for 2011", "ask_revenue", "manager:1"))
+    lines = said[0].split("\n")
+    assert lines[0].startswith("Revenue in 2011: £7.74 million")
+    assert lines[1] == "By country, largest first (10 of 36):"
+    assert lines[2].startswith("- United Kingdom: £6.34 million")
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue last month vs the month before", "ask_revenue",
+                          time_span="last month"))
+    assert "on the period before (October 2011: " in said[0]
+
+
+def test_top_products_in_a_country(loaded: str) -> None:
+    _, said = run(business.ActionTopProducts(),
+                  tracker("top 3 products in germany in 2011", "ask_top_products",
+                          country="germany"))
+    lines = said[0].split("\n")
+    assert lines[0] == "Top 3 products by net revenue in Germany in 2011:"
+    assert lines[1].startswith("1. Regency cakestand 3 tier (code 22423): £7,484")
+    assert len(lines) == 5 and lines[-1] == AS_OF
+
+
+def test_unknown_country_and_period_are_asked_back(loaded: str) -> None:
+    _, said = run(business.ActionTopProducts(),
+                  tracker("top products in narnia", "ask_top_products"))
+    assert said[0]["response"] == "utter_business_which_country"
+    assert said[0]["country"] == "narnia"
+    assert said[0]["countries"].startswith("United Kingdom, Germany, France")
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue next quarter", "ask_revenue", time_span="next quarter"))
+    assert said == [{"response": "utter_business_unclear_period", "period": "next quarter"}]
+
+
+def test_top_and_inactive_customers_are_the_reps(loaded: str) -> None:
+    _, said = run(business.ActionTopCustomers(),
+                  tracker("top 3 customers by spend", "ask_top_customers"))
+    lines = said[0].split("\n")
+    assert lines[0] == "Top 3 of your accounts by net spend across all the data:"
+    assert lines[1].startswith("1. Oscar Wilson (customer 12931): £71,547")
+    _, said = run(business.ActionInactiveCustomers(),
+                  tracker("which customers haven't ordered in 180 days",
+                          "ask_inactive_customers", time_span="180 days"))
+    assert said[0].startswith("289 customers of your accounts ordered before but not since "
+                              "13 June 2011.")
+
+
+def test_leads_filtered(loaded: str) -> None:
+    _, said = run(business.ActionLeadsFiltered(),
+                  tracker("leads from bank marketing with a score above 80",
+                          "ask_leads_filtered"))
+    lines = said[0].split("\n")
+    assert lines[0] == ("7 leads of your leads match (from bank marketing and score at "
+                        "least 80%); the first 7, best score first:")
+    assert all("bank marketing" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("user", ["customer:12347", None])
+def test_customers_are_refused(loaded: str, user: str | None) -> None:
+    for action, intent in [(business.ActionAskRevenue(), "ask_revenue"),
+                           (business.ActionTopProducts(), "ask_top_products"),
+                           (business.ActionTopCustomers(), "ask_top_customers"),
+                           (business.ActionInactiveCustomers(), "ask_inactive_customers"),
+                           (business.ActionLeadsFiltered(), "ask_leads_filtered")]:
+        _, said = run(action, tracker("revenue last month", intent, user))
+        assert said == [NOT_ALLOWED]
