@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from crm_ml import authz
+from crm_ml import asof, authz
 from crm_ml.db import models as m
 from crm_ml.identity import Identity
 from crm_ml.sales.common import (
@@ -204,6 +204,11 @@ class ForecastSummary:
         lower: Lower end of the 95% range of the total (sum of the weekly lower bounds).
         upper: Upper end (sum of the weekly upper bounds).
         model_version: The forecasting model's version.
+        as_of: The as-of date the forecast starts from (:mod:`crm_ml.asof`): weeks
+            that ended before it are left out.
+        as_of_note: Why the forecast starts where it does when the as-of date is not
+            the calendar date ("As of 9 December 2011, the last day of the loaded
+            data."), else None.
     """
 
     series: str
@@ -213,6 +218,8 @@ class ForecastSummary:
     lower: float
     upper: float
     model_version: str
+    as_of: dt.date | None = None
+    as_of_note: str | None = None
 
     @property
     def weeks(self) -> int:
@@ -228,6 +235,16 @@ class ForecastSummary:
     def highest_week(self) -> ForecastPoint:
         """The week with the largest forecast."""
         return max(self.points, key=lambda p: (p.yhat, p.period_start))
+
+    @property
+    def extremes_in_time_order(self) -> tuple[ForecastPoint, ForecastPoint]:
+        """The lowest and the highest week, the earlier one first.
+
+        So that a sentence reads in time order: "week by week it runs from £X in
+        the week of A to £Y in the week of B", A before B.
+        """
+        low, high = self.lowest_week, self.highest_week
+        return (low, high) if low.period_start <= high.period_start else (high, low)
 
 
 def forecast_series_names(*, session: Session) -> list[str]:
@@ -342,8 +359,13 @@ def sales_forecast(*, session: Session, identity: Identity, weeks: int = 13,
     authz.require(identity, "analytics.read")
     series = series or resolve_series(session=session, segment=segment)
     version, points = _latest_points(session, series)
-    chosen = points[:weeks]
+    info = asof.as_of(session)
+    # The forecast starts from the as-of date: weeks that ended before it are the past.
+    current = [p for p in points if _as_date(p.period_start) + dt.timedelta(days=6) >= info.day]
+    chosen = current[:weeks]
     if not chosen:
         raise NoData("forecast")
+    note = asof.stated(session) if info.day != info.calendar else None
     return ForecastSummary(series, weeks, chosen, sum(p.yhat for p in chosen),
-                           sum(p.lower for p in chosen), sum(p.upper for p in chosen), version)
+                           sum(p.lower for p in chosen), sum(p.upper for p in chosen), version,
+                           info.day, note)

@@ -192,3 +192,58 @@ def test_backtest_beats_seasonal_naive_on_real_weekly_revenue() -> None:
     assert metrics["mase"] < 1.0
     assert metrics["mape"] < metrics["seasonal_naive_mape"]
     assert 0.85 <= metrics["interval_coverage"] <= 1.0
+
+
+# ------------------------------------------------- the forecast from the as-of date
+
+
+def _seed_forecast(url: str, weekly: list[float], last_order: str) -> None:
+    import datetime as dt
+
+    with session_scope(url) as s:
+        s.add(m.Customer(id=12347, name="Acme", email="a@example.com", country="France"))
+        s.flush()
+        s.add(m.Order(id="1", customer_id=12347, country="France", kind="sale",
+                      status="delivered", total=10,
+                      invoiced_at=dt.datetime.fromisoformat(last_order)))
+        for k, y in enumerate(weekly):
+            s.add(m.Forecast(series="total", period_start=dt.date(2011, 12, 5)
+                             + dt.timedelta(weeks=k), yhat=y, lower=y / 2, upper=y * 2,
+                             model_version="v1"))
+
+
+def test_forecast_reads_in_time_order_from_the_as_of_date(sqlite_url: str,
+                                                          env: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from crm_ml import sales
+    from crm_ml.identity import Identity
+
+    env.delenv("CRM_TODAY", raising=False)
+    # the case: the high week (5 December) comes before the low one (26 December)
+    _seed_forecast(sqlite_url, [213_000.0, 150_000.0, 90_000.0, 230.0, 120_000.0],
+                   "2011-12-09 12:50")
+    with session_scope(sqlite_url) as s:
+        f = sales.sales_forecast(session=s, identity=Identity("rep", 2), weeks=4)
+    first, second = f.extremes_in_time_order
+    assert first.period_start < second.period_start
+    assert (first.yhat, second.yhat) == (213_000.0, 230.0)
+    assert f.points[0].period_start == dt.date(2011, 12, 5)  # the week holding 9 December
+    assert f.as_of == dt.date(2011, 12, 9)
+    assert f.as_of_note == "As of 9 December 2011, the last day of the loaded data."
+
+
+def test_forecast_skips_weeks_before_a_set_as_of_date(sqlite_url: str,
+                                                      env: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from crm_ml import sales
+    from crm_ml.identity import Identity
+
+    env.setenv("CRM_TODAY", "2011-12-20")
+    _seed_forecast(sqlite_url, [1.0, 2.0, 3.0, 4.0, 5.0], "2011-12-09 12:50")
+    with session_scope(sqlite_url) as s:
+        f = sales.sales_forecast(session=s, identity=Identity("rep", 2), weeks=13)
+    assert [p.period_start for p in f.points][:1] == [dt.date(2011, 12, 19)]
+    assert len(f.points) == 3
+    assert f.as_of_note is not None and "20 December 2011" in f.as_of_note
