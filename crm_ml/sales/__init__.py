@@ -40,6 +40,7 @@ from crm_ml.sales.accounts import (
     churn_risks,
     customer_recommendations,
     customer_segment,
+    never_ordered,
 )
 from crm_ml.sales.analytics import (
     ForecastData,
@@ -66,11 +67,13 @@ from crm_ml.sales.common import (
     LeadNotFound,
     NoData,
     Reason,
+    Target,
     canonical_segment,
     interaction_kind,
     parse_id,
     parse_status,
     reasons_of,
+    resolve_number,
 )
 from crm_ml.sales.leads import (
     LeadInfo,
@@ -85,6 +88,7 @@ from crm_ml.sales.leads import (
     pipeline_summary,
     update_lead_status,
 )
+from crm_ml.sales.targets import NeedsChoice, aim, log_by_number
 
 __all__ = [
     "CLOSED_STATUSES",
@@ -102,16 +106,19 @@ __all__ = [
     "LeadInfo",
     "LeadNotFound",
     "LoggedInteraction",
+    "NeedsChoice",
     "NoData",
     "Pipeline",
     "ProductPick",
     "Reason",
+    "Target",
     "Recommendations",
     "SegmentStats",
     "SegmentSummary",
     "StatusChange",
     "StatusCount",
     "TopAccount",
+    "aim",
     "canonical_segment",
     "churn_risk",
     "churn_risks",
@@ -123,11 +130,14 @@ __all__ = [
     "forecast_series_names",
     "hot_leads",
     "interaction_kind",
+    "log_by_number",
     "log_interaction",
+    "never_ordered",
     "parse_id",
     "parse_status",
     "pipeline_summary",
     "reasons_of",
+    "resolve_number",
     "resolve_series",
     "sales_forecast",
     "segment_summary",

@@ -33,6 +33,7 @@ __all__ = [
     "Recommendations",
     "churn_risk",
     "churn_risks",
+    "never_ordered",
     "customer_recommendations",
     "customer_segment",
 ]
@@ -57,8 +58,16 @@ class ChurnRisk:
     reasons: list[Reason]
 
 
+def _bought() -> Any:
+    return (select(m.Order.id).where(m.Order.customer_id == m.ChurnScore.customer_id,
+                                     m.Order.kind == "sale").exists())
+
+
 def churn_risks(*, session: Session, identity: Identity, limit: int = 5) -> list[ChurnRisk]:
     """The caller's accounts most likely to churn (agents: all accounts).
+
+    Only customers who bought count: one who never ordered cannot churn (see
+    :func:`never_ordered`).
 
     Raises:
         Forbidden: the caller may not read accounts.
@@ -70,12 +79,31 @@ def churn_risks(*, session: Session, identity: Identity, limit: int = 5) -> list
                func.coalesce(m.Account.name, m.Customer.name).label("name"))
         .join(m.Customer, m.Customer.id == m.ChurnScore.customer_id)
         .outerjoin(m.Account, m.Account.customer_id == m.ChurnScore.customer_id)
-        .where(in_scope(m.Account.rep_id, scope))
+        .where(in_scope(m.Account.rep_id, scope), _bought())
         .order_by(m.ChurnScore.probability.desc(), m.ChurnScore.customer_id)
         .limit(max(1, min(limit, 50)))
     ).all()
     return [ChurnRisk(r.customer_id, r.name, r.probability, reasons_of(r.reasons))
             for r in rows]
+
+
+def never_ordered(*, session: Session, identity: Identity, limit: int = 10
+                  ) -> tuple[int, list[tuple[int, str]]]:
+    """The caller's accounts that never placed an order: how many, and the first ``limit``
+    (customer number, name) by number.
+
+    Raises:
+        Forbidden: the caller may not read accounts.
+    """
+    authz.require(identity, "accounts.read")
+    scope = authz.rep_scope(identity, session=session)
+    ordered = (select(m.Order.id).where(m.Order.customer_id == m.Account.customer_id,
+                                        m.Order.kind == "sale").exists())
+    where = (in_scope(m.Account.rep_id, scope), ~ordered)
+    count = session.scalar(select(func.count()).select_from(m.Account).where(*where)) or 0
+    rows = session.execute(select(m.Account.customer_id, m.Account.name).where(*where)
+                           .order_by(m.Account.customer_id).limit(max(1, min(limit, 50)))).all()
+    return int(count), [(int(r.customer_id), r.name) for r in rows]
 
 
 def churn_risk(*, session: Session, identity: Identity, customer_id: int) -> ChurnRisk:

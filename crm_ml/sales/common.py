@@ -33,6 +33,7 @@ __all__ = [
     "LeadNotFound",
     "NoData",
     "Reason",
+    "Target",
     "canonical_segment",
     "in_scope",
     "interaction_kind",
@@ -41,6 +42,7 @@ __all__ = [
     "parse_status",
     "reachable_customer",
     "reasons_of",
+    "resolve_number",
     "scope_word",
     "stored_segments",
 ]
@@ -260,3 +262,40 @@ def stored_segments(session: Session, column: Any, canonical: str) -> list[str]:
     """Stored spellings of a canonical segment ("Loyal" may be stored "Loyal Customers")."""
     values = session.scalars(select(column).distinct().where(column.is_not(None))).all()
     return [v for v in values if canonical_segment(v) == canonical]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A lead or customer a bare number may mean.
+
+    Attributes:
+        kind: ``"lead"`` or ``"customer"``.
+        id: Its number.
+        name: Its name (the account's name for a customer).
+    """
+
+    kind: str
+    id: int
+    name: str
+
+
+def resolve_number(session: Session, identity: Identity, number: int) -> list[Target]:
+    """What a bare number ("log call w/ 48122") means among the caller's OWN leads and
+    accounts (a manager's: the team's): none, one, or a lead and a customer both.
+
+    Raises:
+        Forbidden: the caller may not read leads.
+    """
+    scope = lead_scope(identity, session)
+    found: list[Target] = []
+    lead = session.execute(select(m.Lead.id, m.Lead.name).where(
+        m.Lead.id == number, in_scope(m.Lead.rep_id, scope))).first()
+    if lead is not None:
+        found.append(Target("lead", int(lead.id), lead.name))
+    customer = session.execute(
+        select(m.Customer.id, m.Customer.name, m.Account.name.label("account"))
+        .join(m.Account, m.Account.customer_id == m.Customer.id)
+        .where(m.Customer.id == number, in_scope(m.Account.rep_id, scope))).first()
+    if customer is not None:
+        found.append(Target("customer", int(customer.id), customer.account or customer.name))
+    return found

@@ -40,6 +40,7 @@ from crm_ml.sales.common import (
     reasons_of,
     scope_word,
 )
+from crm_ml.undo import remember
 
 __all__ = [
     "LeadInfo",
@@ -100,22 +101,29 @@ def _lead_info(row: Any) -> LeadInfo:
                     row.score, reasons_of(row.reasons), row.model_version)
 
 
-def hot_leads(*, session: Session, identity: Identity, limit: int = 5) -> list[LeadInfo]:
+def hot_leads(*, session: Session, identity: Identity, limit: int = 5,
+              source: str | None = None, status: str | None = None) -> list[LeadInfo]:
     """The caller's open leads (not won or lost) with the highest scores.
 
     Args:
         session: The caller's session.
         identity: A rep (own leads) or a manager (the team's).
-        limit: How many leads.
+        limit: How many leads (1..50).
+        source: Only leads from this source (``bank_marketing``, ``x_education``).
+        status: Only leads in this status (a closed status lists closed leads).
 
     Raises:
         Forbidden: the caller may not read leads.
     """
     scope = lead_scope(identity, session)
+    wanted = parse_status(status)
+    where = [m.LeadScore.score.is_not(None), in_scope(m.Lead.rep_id, scope),
+             m.Lead.status == wanted if wanted else m.Lead.status.not_in(CLOSED_STATUSES)]
+    if source:
+        where.append(m.Lead.source == source)
     rows = session.execute(
         _lead_query()
-        .where(m.LeadScore.score.is_not(None), m.Lead.status.not_in(CLOSED_STATUSES),
-               in_scope(m.Lead.rep_id, scope))
+        .where(*where)
         .order_by(m.LeadScore.score.desc(), m.Lead.id)
         .limit(max(1, min(limit, 50)))
     ).all()
@@ -179,8 +187,8 @@ class StatusChange:
 
 
 def update_lead_status(*, session: Session, identity: Identity, status: str,
-                       lead_id: int | None = None, lead_name: str | None = None
-                       ) -> StatusChange:
+                       lead_id: int | None = None, lead_name: str | None = None,
+                       sender_id: str | None = None) -> StatusChange:
     """Set a lead's status, owner-checked, with an audit entry ``old -> new``.
 
     Args:
@@ -189,6 +197,7 @@ def update_lead_status(*, session: Session, identity: Identity, status: str,
         status: One of :data:`LEAD_STATUSES`.
         lead_id: The lead's number...
         lead_name: ...or its name.
+        sender_id: The conversation (its "undo" can revert the change).
 
     Raises:
         ValueError: ``status`` is not an allowed status.
@@ -215,6 +224,10 @@ def update_lead_status(*, session: Session, identity: Identity, status: str,
         raise CRMError(f"lead {lead.id} changed while updating its status")
     audit(session=session, actor=identity.user, action="update_lead_status", entity="leads",
           entity_id=str(lead.id), details={"old": lead.status, "new": new})
+    remember(session=session, sender_id=sender_id, actor=identity.user,
+             action="update_lead_status", entity="leads", entity_id=lead.id,
+             summary=f"lead {lead.id} set to {new} (it was {lead.status})",
+             before={"old": lead.status, "new": new})
     logger.info("lead %s: %s -> %s by a %s", lead.id, lead.status, new, identity.role)
     return StatusChange(lead, lead.status, new, changed=True)
 
@@ -293,6 +306,10 @@ def log_interaction(*, session: Session, identity: Identity, text: str, sender_i
     audit(session=session, actor=identity.user, action="log_interaction",
           entity="interactions", entity_id=str(row.id),
           details={"kind": kind, "lead_id": row.lead_id, "customer_id": customer_id})
+    about = f"lead {lead.id}" if lead is not None else f"customer {customer_id}"
+    remember(session=session, sender_id=sender_id, actor=identity.user,
+             action="log_interaction", entity="interactions", entity_id=row.id,
+             summary=f"the {kind} logged on {about}")
     return LoggedInteraction(row.id, kind, lead, customer_id, customer_name)
 
 
