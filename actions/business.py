@@ -31,20 +31,41 @@ from actions.speech import (
     scope_of,
     whose,
 )
-from crm_ml.sales import questions
+from crm_ml import signing
+from crm_ml.config import get_settings
+from crm_ml.sales import business_chart, questions
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CHART_LINK_TTL",
     "ActionAskRevenue",
     "ActionInactiveCustomers",
     "ActionLeadsFiltered",
     "ActionTopCustomers",
     "ActionTopProducts",
+    "revenue_chart_url",
 ]
 
 SOURCE_NAMES = {"bank_marketing": "bank marketing", "x_education": "X Education"}
 COUNTRIES_SHOWN = 12
+CHART_LINK_TTL = 15 * 60  # seconds: the chat client fetches the image right away
+DEFAULT_CONSOLE_URL = "http://127.0.0.1:8000"
+
+
+def revenue_chart_url(answer: questions.Answer, *, now: float | None = None) -> str | None:
+    """The signed console URL of the monthly revenue chart of the answer's period.
+
+    None without a period or without ``CRM_IDENTITY_SECRET`` (nothing can be signed).
+    """
+    settings = get_settings()
+    if answer.period is None or not settings.identity_secret:
+        return None
+    query = signing.sign_query(business_chart.REVENUE_CHART,
+                               business_chart.chart_query(answer.period, answer.country),
+                               settings.identity_secret, ttl=CHART_LINK_TTL, now=now)
+    base = str(getattr(settings, "console_url", "") or DEFAULT_CONSOLE_URL).rstrip("/")
+    return f"{base}{business_chart.REVENUE_CHART}?{query}"
 
 
 def _text(tracker: Tracker) -> str:
@@ -138,6 +159,9 @@ class ActionAskRevenue(Action):
                 lines.append(f"- {row.name}: {say_money(row.figures.revenue)}, "
                              f"{say_count(row.figures.orders, 'order')}")
         _say(dispatcher, answer, lines)
+        chart = revenue_chart_url(answer) if result.group_by == "month" else None
+        if chart is not None:  # a trend was asked for: the months as bars too
+            dispatcher.utter_message(image=chart)
         return []
 
 

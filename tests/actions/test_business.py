@@ -104,3 +104,26 @@ def test_customers_are_refused(loaded: str, user: str | None) -> None:
                            (business.ActionLeadsFiltered(), "ask_leads_filtered")]:
         _, said = run(action, tracker("revenue last month", intent, user))
         assert said == [NOT_ALLOWED]
+
+
+def test_a_trend_comes_with_a_signed_chart(loaded: str) -> None:
+    from urllib.parse import parse_qsl, urlsplit
+
+    from crm_ml import signing
+    from crm_ml.sales import business_chart
+
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue by month this year", "ask_revenue", time_span="this year"))
+    lines = said[0].split("\n")
+    assert lines[1] == "By month:"
+    assert lines[2].startswith("- January 2011: £473 thousand")
+    assert len(lines) == 2 + 12 + 1  # total, heading, 12 months, the as-of sentence
+    link = urlsplit(said[1]["image"])
+    assert link.path == business_chart.REVENUE_CHART
+    pairs = parse_qsl(link.query)
+    assert dict(pairs)["start"] == "2011-01-01" and dict(pairs)["end"] == "2011-12-10"
+    signing.verify_query(business_chart.REVENUE_CHART, pairs, SECRET)  # raises if not
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue by country this year", "ask_revenue",
+                          time_span="this year"))
+    assert len(said) == 1  # no chart for a breakdown that is not a trend
