@@ -94,6 +94,8 @@ def _asked_back(dispatcher: CollectingDispatcher, answer: questions.Answer) -> b
 
 def _where(answer: questions.Answer) -> str:
     parts = []
+    if answer.extra.get("segment"):
+        parts.append(f"from the {answer.extra['segment']} segment")
     if answer.country:
         parts.append(f"in {answer.country}")
     if answer.period is not None:

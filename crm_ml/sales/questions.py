@@ -27,7 +27,7 @@ from crm_ml.errors import CRMError
 from crm_ml.identity import Identity
 from crm_ml.periods import Period
 from crm_ml.sales import business
-from crm_ml.sales.common import parse_status
+from crm_ml.sales.common import canonical_segment, parse_status
 
 __all__ = [
     "Answer",
@@ -39,6 +39,7 @@ __all__ = [
     "ask_revenue",
     "ask_top_customers",
     "ask_top_products",
+    "segment_in",
     "terms_of",
 ]
 
@@ -167,7 +168,7 @@ def terms_of(text: str) -> Terms:
     """The terms of a question in words ("top 3 products by quantity", "score above 80")."""
     t = " ".join((text or "").lower().replace("’", "'").split())[:300]
     n = None
-    m = re.search(r"\b(?:top|best|first|largest|biggest|worst)\s+(\d{1,2}|" +
+    m = re.search(r"\b(?:top|best|first|largest|biggest|worst)\s+(\d{1,4}|" +
                   "|".join(_WORD_NUMBERS) + r")\b", t) or re.search(
         r"\b(\d{1,2})\s+(?:best|top|biggest|largest|most)\b", t)
     if m:
@@ -217,13 +218,26 @@ def terms_of(text: str) -> Terms:
     return Terms(n, by, group_by, compare, source, status, low, high)
 
 
+_SEGMENT_WORDS = re.compile(
+    r"\b(champions?|loyal customers|loyalists?|potential loyalists?|hibernating|"
+    r"about to sleep|need(?:s|ing)? attention|can'?t lose(?: them)?|"
+    r"(?:at[ -]risk|lost|promising|new customers)(?=\s+(?:segment|group|customers segment)))\b")
+
+
+def segment_in(text: str) -> str | None:
+    """An RFM segment named in the words ("from champions", "the at risk segment"), else None."""
+    m = _SEGMENT_WORDS.search((text or "").lower().replace("’", "'"))
+    return canonical_segment(m.group(1).replace("-", " ")) if m else None
+
+
 def _place_words(text: str) -> str | None:
     """Words after "in"/"from"/"for" that may name a place, for the unknown-country check."""
     t = (text or "").lower()
     for m in re.finditer(r"\b(?:in|from)\s+(?:the\s+)?([a-z][a-z]+(?:\s+[a-z][a-z]+)?)", t):
         words = m.group(1).split()
-        if words[0] in _NOT_PLACES or words[0].isdigit():
-            continue
+        if words[0] in _NOT_PLACES or words[0].isdigit() or canonical_segment(words[0]) \
+                or canonical_segment(m.group(1)) or segment_in(m.group(1)):
+            continue  # "from champions": a segment, not a place
         return words[0] if len(words) == 1 or words[1] in _NOT_PLACES else m.group(1)
     return None
 
@@ -300,17 +314,20 @@ def ask_revenue(*, session: Session, identity: Identity, text: str = "",
         UnclearPeriod: the period entity cannot be read.
     """
     terms = terms_of(text)
+    segment = segment or segment_in(text)
     default = "this year" if terms.group_by else "last month"
     today, note, when, place, terms = _start(session, identity, text, period, country, default)
     if terms.compare and when is not None and terms.group_by is None:
         before = periods.previous(when)
         result = business.revenue_change(session=session, identity=identity, period=when,
                                          before=before, country=place, segment=segment)
-        return Answer(result, when, place, terms, today, note, before)
+        return Answer(result, when, place, terms, today, note, before,
+                      extra={"segment": segment} if segment else {})
     result = business.revenue(session=session, identity=identity, period=when, country=place,
                               segment=segment, group_by=terms.group_by,
                               limit=terms.n or 10)
-    return Answer(result, when, place, terms, today, note)
+    return Answer(result, when, place, terms, today, note,
+                  extra={"segment": segment} if segment else {})
 
 
 @_asks_back

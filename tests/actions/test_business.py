@@ -127,3 +127,11 @@ def test_a_trend_comes_with_a_signed_chart(loaded: str) -> None:
                   tracker("revenue by country this year", "ask_revenue",
                           time_span="this year"))
     assert len(said) == 1  # no chart for a breakdown that is not a trend
+
+
+def test_revenue_of_a_segment(loaded: str) -> None:
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue from champions last month", "ask_revenue",
+                          time_span="last month"))
+    assert said[0].startswith("Revenue from the Champions segment in November 2011: "
+                              "£707 thousand from 1,466 orders")

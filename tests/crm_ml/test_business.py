@@ -164,3 +164,54 @@ def test_breakdowns_and_change() -> None:
         change.current.totals.revenue / change.before.totals.revenue - 1)
     assert business.canonical_source("Bank Marketing") == "bank_marketing"
     assert business.canonical_source("twitter") is None
+
+
+# ------------------------------------------------------------- questions in words
+
+from crm_ml.sales import questions  # noqa: E402
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("top 3 products by quantity", {"n": 3, "by": "quantity"}),
+    ("top ten customers by number of orders", {"n": 10, "by": "orders"}),
+    ("revenue by country", {"group_by": "country"}),
+    ("monthly revenue this year", {"group_by": "month"}),
+    ("sales per rep", {"group_by": "rep"}),
+    ("revenue last month vs the month before", {"compare": True}),
+    ("leads from bank marketing with a score above 80", {"source": "bank_marketing",
+                                                         "min_score": 0.8}),
+    ("x education leads with score between 50 and 70", {"source": "x_education",
+                                                        "min_score": 0.5, "max_score": 0.7}),
+    ("qualified leads scoring under 0.3", {"status": "qualified", "max_score": 0.3}),
+    ("top 500 products", {"n": business.MAX_ROWS}),
+])
+def test_terms_of(text: str, expected: dict) -> None:
+    terms = questions.terms_of(text)
+    for key, value in expected.items():
+        assert getattr(terms, key) == pytest.approx(value) if isinstance(value, float) else \
+            getattr(terms, key) == value, (key, terms)
+
+
+def test_questions_ask_back_instead_of_guessing() -> None:
+    with session_scope(URL) as s:
+        narnia = questions.ask_top_products(session=s, identity=REP2,
+                                            text="top products in narnia")
+        germany = questions.ask_top_products(session=s, identity=REP2,
+                                             text="top products in germany")
+        mine = questions.ask_top_customers(session=s, identity=REP2,
+                                           text="top customers in my accounts")
+        segment = questions.ask_revenue(session=s, identity=REP2,
+                                        text="revenue from champions last month")
+        unclear = questions.ask_revenue(session=s, identity=REP2, text="revenue",
+                                        period="next quarter")
+        october = questions.ask_revenue(session=s, identity=REP2,
+                                        text="how much did we make in october")
+    assert isinstance(narnia.problem, questions.UnknownCountry)
+    assert narnia.problem.raw == "narnia" and narnia.problem.known[0] == "United Kingdom"
+    assert narnia.result is None
+    assert germany.country == "Germany" and germany.problem is None
+    assert mine.problem is None and mine.country is None
+    assert segment.extra == {"segment": "Champions"} and segment.period.label == "November 2011"
+    assert isinstance(unclear.problem, questions.UnclearPeriod)
+    assert october.period.label == "October 2011"
+    assert october.as_of_note == "As of 9 December 2011, the last day of the loaded data."
