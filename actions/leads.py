@@ -17,7 +17,16 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.crm import crm_call
 from actions.gate import permitted
 from actions.identity import identify
-from actions.parsing import ask_for_lead, entity, lead_ref
+from actions.parsing import (
+    LeadRef,
+    ask_for_lead,
+    ask_which,
+    count_in,
+    entity,
+    lead_ref,
+    lead_source_in,
+    target_ref,
+)
 from actions.speech import (
     a_or_an,
     cap,
@@ -64,13 +73,20 @@ class ActionShowHotLeads(Action):
         identity = identify(tracker)
         if not permitted(dispatcher, identity, "leads.read"):
             return []
-        leads = await crm_call(dispatcher, sales.hot_leads, identity=identity, limit=HOT_LEADS)
+        text = str((tracker.latest_message or {}).get("text") or "")
+        wanted = count_in(text, HOT_LEADS)
+        source = lead_source_in(text)
+        status = sales.parse_status(entity(tracker, "lead_status"))
+        leads = await crm_call(dispatcher, sales.hot_leads, identity=identity, limit=wanted,
+                               source=source, status=status)
         if leads is None:
             return []
         scope = scope_of(identity)
         if not leads:
+            kind = f"{status} leads" if status else "open leads"
+            source_words = f" from {_SOURCES[source]}" if source else ""
             dispatcher.utter_message(response="utter_no_hot_leads",
-                                     whose=whose(scope, "open leads"))
+                                     whose=whose(scope, kind) + source_words)
             return []
         lines = []
         for rank, lead in enumerate(leads, start=1):
@@ -79,12 +95,14 @@ class ActionShowHotLeads(Action):
             because = f", because: {why}" if why else ""
             lines.append(f"{rank}. Lead {lead.id}, {lead.name}{owner}: "
                          f"{say_percent(lead.score or 0)}{because}.")
-        head = (f"{cap(whose(scope, 'hottest open leads'))}, "
+        kind = f"{status} leads" if status else "open leads"
+        source_words = f" from {_SOURCES[source]}" if source else ""
+        head = (f"{cap(whose(scope, 'hottest ' + kind))}{source_words}, "
                 f"with their chance to convert:")
-        if len(leads) < HOT_LEADS:
+        if len(leads) < wanted:
             head = (f"{cap(whose(scope, 'open leads'))} with a score, "
                     f"best first:")
-        # Built here: one line per lead, as many as the rep has (up to HOT_LEADS).
+        # Built here: one line per lead, as many as asked for and found.
         dispatcher.utter_message(text="\n".join([head, *lines]))
         return []
 
@@ -149,6 +167,10 @@ class ActionUpdateLeadStatus(Action):
                                      lead_status=raw_status)
             return []
         ref = lead_ref(tracker)
+        if not ref.given and ref.invalid is None:
+            number, kind, _ = target_ref(tracker)
+            if number is not None and kind != "customer":
+                ref = LeadRef(lead_id=number)  # "mark 48122 won": statuses are leads'
         if ask_for_lead(dispatcher, ref, f"mark lead 412 as {status or 'qualified'}"):
             return []
         if status is None:
@@ -156,14 +178,15 @@ class ActionUpdateLeadStatus(Action):
             dispatcher.utter_message(response="utter_ask_lead_status", lead=lead)
             return []
         outcome = await crm_call(dispatcher, sales.update_lead_status, identity=identity,
-                                 status=status, lead_id=ref.lead_id, lead_name=ref.lead_name)
+                                 status=status, lead_id=ref.lead_id, lead_name=ref.lead_name,
+                                 sender_id=tracker.sender_id)
         if outcome is None:
             return []
         if not outcome.changed:
             dispatcher.utter_message(response="utter_lead_status_unchanged",
                                      lead=cap(lead_title(outcome.lead)), status=outcome.new)
         else:
-            dispatcher.utter_message(response="utter_lead_status_changed",
+            dispatcher.utter_message(response="utter_lead_status_changed_undo",
                                      lead=lead_title(outcome.lead), status=outcome.new,
                                      old_status=outcome.old)
         return []
@@ -182,35 +205,39 @@ class ActionLogInteraction(Action):
             return []
         example = "log a call with lead 412: left a voicemail"
         ref = lead_ref(tracker)
-        customer_id: int | None = None
-        if not ref.given and ref.invalid is None:
-            raw_customer = entity(tracker, "customer_id")
-            if raw_customer is not None:
-                customer_id = sales.parse_id(raw_customer)
-                if customer_id is None:
-                    dispatcher.utter_message(response="utter_invalid_customer_id",
-                                             customer_id=raw_customer,
-                                             example="log a call with customer 12347")
-                    return []
-        if customer_id is None and ask_for_lead(dispatcher, ref, example):
+        number, kind, invalid = target_ref(tracker)
+        if invalid is not None:
+            dispatcher.utter_message(response="utter_invalid_lead_id", lead_id=invalid,
+                                     example=example)
+            return []
+        if number is None and ask_for_lead(dispatcher, ref, example):
             return []
         latest = tracker.latest_message or {}
         text = str(latest.get("text") or "").strip()
         message_id = latest.get("message_id")
         event_id = f"rep-log:{message_id}"[:64] if message_id else None
         channel = channel_of(tracker.sender_id, tracker.get_latest_input_channel())
-        logged = await crm_call(dispatcher, sales.log_interaction, identity=identity, text=text,
-                                sender_id=tracker.sender_id, channel=channel,
-                                lead_id=ref.lead_id, lead_name=ref.lead_name,
-                                customer_id=customer_id, event_id=event_id)
+        common = {"identity": identity, "text": text, "sender_id": tracker.sender_id,
+                  "channel": channel, "event_id": event_id}
+        if number is not None:
+            logged = await crm_call(dispatcher, sales.log_by_number, number=number, kind=kind,
+                                    **common)
+        else:
+            logged = await crm_call(dispatcher, sales.log_interaction,
+                                    lead_name=ref.lead_name, **common)
         if logged is None:
+            return []
+        if isinstance(logged, sales.NeedsChoice):
+            ask_which(dispatcher, logged, "log a call with lead 412: no answer")
             return []
         subject = (lead_title(logged.lead) if logged.lead is not None
                    else f"customer {logged.customer_id}, {logged.customer_name}")
         if logged.kind == "call":
-            response = "utter_call_already_logged" if logged.duplicate else "utter_call_logged"
+            response = ("utter_call_already_logged" if logged.duplicate
+                        else "utter_call_logged_undo")
         else:
-            response = "utter_note_already_logged" if logged.duplicate else "utter_note_logged"
+            response = ("utter_note_already_logged" if logged.duplicate
+                        else "utter_note_logged_undo")
         dispatcher.utter_message(response=response, subject=subject)
         return []
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.speech import say_list
 from crm_ml import sales, support
 
 __all__ = [
     "LeadRef",
     "ask_for_lead",
+    "ask_which",
+    "count_in",
     "customer_ref",
     "email_in",
     "entity",
@@ -25,6 +28,8 @@ __all__ = [
     "last_user_text",
     "latest_intent",
     "lead_ref",
+    "lead_source_in",
+    "target_ref",
 ]
 
 _WORD_RE = re.compile(r"[a-z']+")
@@ -147,3 +152,74 @@ def customer_ref(dispatcher: CollectingDispatcher, tracker: Tracker, example: st
                                  example=example)
         return False, None
     return True, customer_id
+
+
+# ------------------------------------------------------------------ shorthand and lists
+
+_CUSTOMER_WORD = re.compile(r"\b(?:customer|customers|client|account|acct|cust)\b\W*(?:no\.?\s*|"
+                            r"number\s*|#\s*|id\s*)?\d", re.IGNORECASE)
+_ANY_NUMBER = re.compile(r"(?<![\d.:£$€])\b(\d{3,8})\b(?![:.]\d)(?!\s*(?:am|pm|a\.m|p\.m)\b)",
+                         re.IGNORECASE)
+_COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "twenty": 20, "a dozen": 12, "dozen": 12}
+_COUNT_RE = re.compile(
+    r"\b(?:top|best|first|hottest|show(?: me)?|list|give me|my)\s+(\d{1,2}|"
+    + "|".join(_COUNT_WORDS) + r")\b|\b(\d{1,2}|" + "|".join(_COUNT_WORDS)
+    + r")\s+(?:hot(?:test)?|best|top|warmest|most likely|leads?)\b", re.IGNORECASE)
+
+
+def target_ref(tracker: Tracker) -> tuple[int | None, str | None, str | None]:
+    """The lead or customer number of a write request, and what the user called it.
+
+    Returns:
+        ``(number, kind, invalid)``: ``kind`` is ``"lead"`` after the word lead,
+        ``"customer"`` after customer/account/client, None for a bare number;
+        ``invalid`` is the text of a number that is not a usable id.
+    """
+    ref = lead_ref(tracker)
+    if ref.invalid is not None:
+        return None, None, ref.invalid
+    if ref.lead_id is not None:
+        return ref.lead_id, "lead", None
+    text = str((tracker.latest_message or {}).get("text") or "")
+    raw = entity(tracker, "customer_id")
+    if raw is None:
+        match = _ANY_NUMBER.search(text)
+        raw = match.group(1) if match else None
+    if raw is None:
+        return None, None, None
+    number = sales.parse_id(raw)
+    if number is None:
+        return None, None, raw
+    return number, "customer" if _CUSTOMER_WORD.search(text) else None, None
+
+
+def count_in(text: str, default: int, most: int = 20) -> int:
+    """How many items a list request asks for ("top 3 leads", "ten hottest"), else default."""
+    match = _COUNT_RE.search(text or "")
+    if not match:
+        return default
+    said = (match.group(1) or match.group(2) or "").lower()
+    n = int(said) if said.isdigit() else _COUNT_WORDS.get(said, default)
+    return max(1, min(n, most))
+
+
+def lead_source_in(text: str) -> str | None:
+    """``bank_marketing`` / ``x_education`` when the message names a lead source."""
+    words = (text or "").lower()
+    if re.search(r"\bbank(?:ing)?\b|\bmarketing campaign|\btelemarketing\b", words):
+        return "bank_marketing"
+    if re.search(r"\bx[ -]?ed(?:ucation)?\b|\beducation\b|\bcourses?\b|\bonline course", words):
+        return "x_education"
+    return None
+
+
+def ask_which(dispatcher: CollectingDispatcher, choice: sales.NeedsChoice, example: str) -> None:
+    """Nothing written: the number is none of the caller's, or both a lead and a customer."""
+    if not choice.targets:
+        dispatcher.utter_message(response="utter_target_not_found", number=choice.number,
+                                 example=example)
+        return
+    options = say_list([f"{t.kind} {t.id}, {t.name}" for t in choice.targets])
+    dispatcher.utter_message(response="utter_ask_lead_or_customer", number=choice.number,
+                             options=options)

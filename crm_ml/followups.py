@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from crm_ml import authz
+from crm_ml import asof, authz
 from crm_ml.audit import audit, utcnow
 from crm_ml.config import get_settings
 from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
@@ -277,7 +277,8 @@ def send_due_reminders(session: Session, now: dt.datetime, *, outbox: Engine | N
     once. Tasks of reps without Telegram are marked too (the console lists them).
 
     Args:
-        session: A CRM session (this function commits).
+        session: A CRM session (the caller commits; the tasks are flushed as reminded
+            before the outbox is written, so a failed write leaves them unsent).
         now: The current time, naive UTC.
         outbox: The tracker store's database holding ``telegram_outbox`` (default: the
             settings' tracker database).
@@ -309,8 +310,8 @@ def send_due_reminders(session: Session, now: dt.datetime, *, outbox: Engine | N
         for chat in chats.get(task.rep_id, []):
             rows.append({"chat_id": chat, "text": message})
         task.reminded_at = now
+    session.flush()
     queued = _queue(rows, outbox, bot_id) if rows else 0
-    session.commit()
     logger.info("follow-ups: %d due, %d reminders queued", len(tasks), queued)
     return queued
 
@@ -349,14 +350,14 @@ def _queue(rows: list[dict[str, object]], outbox: Engine | None, bot_id: str | N
 
 
 def remind(*, session: Session, identity: Identity, number: int, message: str,
-           today: dt.date, kind: str | None = None, sender_id: str | None = None
+           today: dt.date | None = None, kind: str | None = None, sender_id: str | None = None
            ) -> TaskInfo | NeedsChoice:
     """"Remind me to call 49498 tomorrow at 10": a task on what ``number`` means among
     the caller's leads and accounts (:func:`crm_ml.sales.aim`); nothing when unclear."""
     target = aim(session, identity, number, kind)
     if isinstance(target, NeedsChoice):
         return target
-    due = parse_due(message, today=today)
+    due = parse_due(message, today=today or asof.today(session))
     return create_task(session=session, identity=identity, target=target, message=message,
                        due=due, sender_id=sender_id)
 
@@ -379,11 +380,12 @@ def complete(*, session: Session, identity: Identity, number: int | None = None,
                          sender_id=sender_id)
 
 
-def my_followups(*, session: Session, identity: Identity, today: dt.date,
+def my_followups(*, session: Session, identity: Identity, today: dt.date | None = None,
                  span: str = "week") -> list[TaskInfo]:
     """The caller's open follow-ups for ``span``: ``"today"``, ``"week"`` (today to the
     coming Sunday) or ``"all"``; overdue ones come first in every span."""
     zone = ZoneInfo(get_settings().timezone)
+    today = today or asof.today(session)
     if span == "today":
         last = today
     elif span == "week":

@@ -322,11 +322,44 @@ def test_churn_risks_of_the_reps_accounts(url: str) -> None:
         unscored = sales.churn_risk(session=s, identity=Identity("rep", 1), customer_id=12350)
         with pytest.raises(Forbidden):
             sales.churn_risks(session=s, identity=CUSTOMER)
-    assert [(r.customer_id, r.name) for r in mine] == [(12347, "Acme Gifts"),
-                                                       (12349, "Cove Crafts")]
-    assert [r.customer_id for r in everyone] == [12348, 12347, 12349]
+    # Only customers who bought can churn: 12348 and 12349 have scores but no order.
+    assert [(r.customer_id, r.name) for r in mine] == [(12347, "Acme Gifts")]
+    assert [r.customer_id for r in everyone] == [12347]
     assert one.reasons[0] == sales.Reason("no purchase for 140 days", "raises")
     assert unscored.probability is None
+
+
+def test_accounts_that_never_ordered_are_a_separate_answer(url: str) -> None:
+    with session_scope(url) as s:
+        mine = sales.never_ordered(session=s, identity=REP2)
+        team = sales.never_ordered(session=s, identity=MANAGER)
+        with pytest.raises(Forbidden):
+            sales.never_ordered(session=s, identity=CUSTOMER)
+    assert mine == (1, [(12349, "Cove Crafts")])
+    assert team == (3, [(12348, "Bolt Ltd"), (12349, "Cove Crafts"), (12350, "Dune Home")])
+
+
+def test_hot_leads_honour_count_source_and_status(url: str) -> None:
+    with session_scope(url) as s:
+        one = sales.hot_leads(session=s, identity=REP2, limit=1)
+        bank = sales.hot_leads(session=s, identity=REP2, source="bank_marketing")
+        qualified = sales.hot_leads(session=s, identity=REP2, status="qualified")
+    assert [lead.id for lead in one] == [412]
+    assert [lead.id for lead in bank] == [410]
+    assert [lead.id for lead in qualified] == [416]
+
+
+def test_a_bare_number_is_resolved_against_the_callers_own_leads_and_accounts(url: str
+                                                                                ) -> None:
+    with session_scope(url) as s:
+        lead = sales.aim(s, REP2, 412)
+        account = sales.aim(s, REP2, 12347)
+        someone_elses = sales.aim(s, REP2, 411)
+        as_customer = sales.aim(s, REP2, 412, "customer")
+    assert lead == sales.Target("lead", 412, "Ben Carter")
+    assert account == sales.Target("customer", 12347, "Acme Gifts")
+    assert someone_elses == sales.NeedsChoice(411, [])
+    assert as_customer == sales.NeedsChoice(412, [])
 
 
 def test_customer_segment(url: str) -> None:
