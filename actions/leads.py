@@ -206,6 +206,10 @@ class ActionLogInteraction(Action):
         example = "log a call with lead 412: left a voicemail"
         ref = lead_ref(tracker)
         number, kind, invalid = target_ref(tracker)
+        if invalid is not None and kind == "customer":
+            dispatcher.utter_message(response="utter_invalid_customer_id", customer_id=invalid,
+                                     example="log a call with customer 12347")
+            return []
         if invalid is not None:
             dispatcher.utter_message(response="utter_invalid_lead_id", lead_id=invalid,
                                      example=example)

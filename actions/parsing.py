@@ -189,9 +189,10 @@ def target_ref(tracker: Tracker) -> tuple[int | None, str | None, str | None]:
     if raw is None:
         return None, None, None
     number = sales.parse_id(raw)
+    said_customer = bool(_CUSTOMER_WORD.search(text))
     if number is None:
-        return None, None, raw
-    return number, "customer" if _CUSTOMER_WORD.search(text) else None, None
+        return None, "customer" if entity(tracker, "customer_id") else None, raw
+    return number, "customer" if said_customer else None, None
 
 
 def count_in(text: str, default: int, most: int = 20) -> int:

@@ -64,7 +64,8 @@ WORDED = frozenset({
     "utter_note_logged", "utter_call_already_logged", "utter_note_already_logged",
     "utter_no_leads", "utter_pipeline_status", "utter_pipeline_status_scored",
     "utter_no_churn_score", "utter_no_customer_segment", "utter_segment_empty",
-    "utter_no_recommendations",
+    "utter_no_recommendations", "utter_lead_status_changed_undo", "utter_call_logged_undo",
+    "utter_note_logged_undo", "utter_target_not_found", "utter_ask_lead_or_customer",
 })
 
 
@@ -233,7 +234,8 @@ def test_update_lead_status(crm: str) -> None:
                        tracker("mark lead 412 as qualified", "update_lead_status",
                                lead_id="412", lead_status="Qualified"))
     assert events == []
-    assert said == ["Done: lead 412, Ben Carter, is now qualified. It was contacted."]
+    assert said == ["Done: lead 412, Ben Carter, is now qualified. It was contacted. "
+                    'Say "undo" to put it back.']
     assert _status(crm, 412) == "qualified"
     assert _audit(crm) == [("rep:2", "update_lead_status", "412",
                             {"old": "contacted", "new": "qualified"})]
@@ -260,7 +262,8 @@ def test_a_manager_updates_a_team_lead(crm: str) -> None:
     _, said = run(leads.ActionUpdateLeadStatus(),
                   tracker("mark lead 411 as won", "update_lead_status", "manager:1",
                           lead_id="411", lead_status="won"))
-    assert said == ["Done: lead 411, Noah Brown, is now won. It was new."]
+    assert said == ['Done: lead 411, Noah Brown, is now won. It was new. Say "undo" to put it '
+                    'back.']
     assert _audit(crm) == [("manager:1", "update_lead_status", "411",
                             {"old": "new", "new": "won"})]
 
@@ -285,7 +288,8 @@ def test_update_status_by_name_and_ambiguity(crm: str) -> None:
     action = leads.ActionUpdateLeadStatus()
     _, said = run(action, tracker("mark Ben Carter as won", "update_lead_status",
                                   lead_name="Ben Carter", lead_status="won"))
-    assert said == ["Done: lead 412, Ben Carter, is now won. It was contacted."]
+    assert said == ["Done: lead 412, Ben Carter, is now won. It was contacted. "
+                    'Say "undo" to put it back.']
     _, said = run(action, tracker("mark olivia smith as lost", "update_lead_status",
                                   lead_name="olivia smith", lead_status="lost"))
     assert said[0].startswith("There are 2 leads called Olivia Smith")
@@ -315,7 +319,8 @@ def test_log_a_call_with_a_lead(crm: str) -> None:
     events, said = run(leads.ActionLogInteraction(),
                        tracker(text, "log_interaction", lead_id="412", message_id="abc"))
     assert events == []
-    assert said == ["Logged a call with lead 412, Ben Carter, with your words as the note."]
+    assert said == ["Logged a call with lead 412, Ben Carter, with your words as the note. "
+                    'Say "undo" to take it back.']
     with session_scope(crm) as s:
         row = s.scalars(select(m.Interaction)).one()
         assert (row.kind, row.lead_id, row.rep_id, row.text, row.channel, row.sender_id,
@@ -334,12 +339,14 @@ def test_log_a_note_on_an_account(crm: str) -> None:
     _, said = run(leads.ActionLogInteraction(),
                   tracker("record that customer 12347 asked for a catalogue",
                           "log_interaction", customer_id="12347"))
-    assert said == ["Logged a note on customer 12347, Acme Gifts, with your words as the note."]
+    assert said == ["Logged a note on customer 12347, Acme Gifts, with your words as the note. "
+                    'Say "undo" to take it back.']
     _, said = run(leads.ActionLogInteraction(),
                   tracker("log a call with customer 12348", "log_interaction",
                           customer_id="12348"))
-    assert said == [{"response": "utter_customer_not_found", "customer_id": 12348,
-                     "whose": "your accounts"}]
+    assert said == ["I can't find 12348 among your leads or accounts, so I haven't written "
+                    "anything. Could you check the number? For example: log a call with lead "
+                    "412: no answer."]
 
 
 def test_log_asks_for_a_lead(crm: str) -> None:
@@ -352,6 +359,16 @@ def test_log_asks_for_a_lead(crm: str) -> None:
                      "example": "log a call with customer 12347"}]
     with session_scope(crm) as s:
         assert s.scalars(select(m.Interaction)).all() == []
+
+
+def test_log_by_a_bare_number_finds_the_reps_lead(crm: str) -> None:
+    _, said = run(leads.ActionLogInteraction(),
+                  tracker("log call w/ 412 - no answer", "log_interaction"))
+    assert said == ["Logged a call with lead 412, Ben Carter, with your words as the note. "
+                    'Say "undo" to take it back.']
+    _, said = run(leads.ActionLogInteraction(),
+                  tracker("log call w/ 411 - no answer", "log_interaction"))
+    assert said[0].startswith("I can't find 411 among your leads or accounts")
 
 
 def test_log_refused_to_a_customer(crm: str) -> None:
