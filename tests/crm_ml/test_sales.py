@@ -478,3 +478,13 @@ def test_queries_run_on_postgresql(pg_url: str) -> None:
         assert data.history[-1] == (FORECAST_START - dt.timedelta(weeks=1), 750.0)
         assert sales.segment_summary(session=s, identity=REP2).total_customers == 4
         sales.update_lead_status(session=s, identity=REP2, lead_id=412, status="won")
+
+
+def test_synthetic_names_vary_within_one_reps_leads() -> None:
+    from crm_ml.loader import synthetic_name
+
+    # A rep's leads are every eighth id; lead names use synthetic_name(id * 3 + 1).
+    firsts = [synthetic_name(i * 3 + 1)[0] for i in range(41562, 41562 + 8 * 40, 8)]
+    assert len(set(firsts)) >= 20
+    assert max(firsts.count(f) for f in firsts[:5]) <= 2
+    assert synthetic_name(12347) == synthetic_name(12347)  # stable across loads

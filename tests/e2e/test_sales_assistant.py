@@ -59,23 +59,37 @@ def _count(db: Path, sql: str, *args: object) -> int:
         return int(conn.execute(sql, args).fetchone()[0])
 
 
-def test_rep_gets_the_360_and_orders_of_their_customer(stack: Stack) -> None:
+def _name(db: Path, table: str, row_id: int) -> str:
+    """A synthetic name as loaded (crm_ml.loader.synthetic_name), read from the copy."""
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute(f"SELECT name FROM {table} WHERE id = ?", (row_id,)
+                                ).fetchone()[0])
+
+
+def test_rep_gets_the_360_and_orders_of_their_customer(stack: Stack, crm_copy: Path) -> None:
+    name = _name(crm_copy, "customers", 12347)
     answer = _say(stack, "web:s-360", "tell me about customer 12347", "rep:2")
-    assert answer.startswith("Customer 12347, George Rossi, from Iceland"), answer
+    assert answer.startswith(f"Customer 12347, {name}, from Iceland"), answer
     assert "Churn risk" in answer and "Value so far £4,922 over 8 orders" in answer
     assert "Last orders: 581180 of" in answer
     answer = _say(stack, "web:s-360", "what did 12347 order last?", "rep:2")
-    assert answer.startswith("The last order of customer 12347, George Rossi, is order "
+    assert answer.startswith(f"The last order of customer 12347, {name}, is order "
                              "581180"), answer
     answer = _say(stack, "web:s-360", "tell me about customer 12348", "rep:2")
     assert "can't find customer 12348 among your accounts" in answer, answer
 
 
-def test_a_name_with_several_customers_offers_buttons(stack: Stack) -> None:
-    replies = _replies(stack, "web:s-name", "who is George Rossi", "rep:2")
-    assert "of your customers are called George Rossi" in replies[0]["text"], replies
+def test_a_name_with_several_customers_offers_buttons(stack: Stack, crm_copy: Path) -> None:
+    with sqlite3.connect(crm_copy) as conn:  # a name two or more of rep 2's customers share
+        name, ids = conn.execute(
+            "SELECT c.name, group_concat(c.id) FROM customers c JOIN accounts a "
+            "ON a.customer_id = c.id WHERE a.rep_id = 2 GROUP BY c.name HAVING count(*) > 1 "
+            "ORDER BY c.name LIMIT 1").fetchone()
+    replies = _replies(stack, "web:s-name", f"who is {name}", "rep:2")
+    assert f"of your customers are called {name}" in replies[0]["text"], replies
     payloads = [b["payload"] for b in replies[0].get("buttons", [])]
-    assert '/ask_customer_360{"customer_id":"12347"}' in payloads
+    first = min(int(i) for i in ids.split(","))
+    assert f'/ask_customer_360{{"customer_id":"{first}"}}' in payloads
 
 
 def test_send_an_email_writes_nothing(stack: Stack, crm_copy: Path) -> None:
@@ -112,13 +126,14 @@ def test_shorthand_call_resolves_to_the_reps_lead_and_undo_removes_it(
     before = _count(crm_copy, calls)
     answer = _say(stack, "web:s-short", "log call w/ 48122 - no answer, try again monday",
                   "rep:2")
-    assert answer.startswith("Logged a call with lead 48122, James Rossi"), answer
+    lead = _name(crm_copy, "leads", 48122)
+    assert answer.startswith(f"Logged a call with lead 48122, {lead}"), answer
     assert _count(crm_copy, calls) == before + 1
     answer = _say(stack, "web:s-short", "undo", "rep:2")
     assert answer.startswith("Undone: the call logged on lead 48122"), answer
     assert _count(crm_copy, calls) == before
     answer = _say(stack, "web:s-short", "mark 48122 won", "rep:2")
-    assert answer.startswith("Done: lead 48122, James Rossi, is now won."), answer
+    assert answer.startswith(f"Done: lead 48122, {lead}, is now won."), answer
     answer = _say(stack, "web:s-short", "undo", "rep:2")
     assert answer.startswith("Undone: lead 48122 set to won"), answer
     assert _count(crm_copy, "SELECT count(*) FROM leads WHERE id = 48122 AND status = 'new'"
@@ -126,15 +141,16 @@ def test_shorthand_call_resolves_to_the_reps_lead_and_undo_removes_it(
 
 
 def test_another_reps_number_is_not_written(stack: Stack, crm_copy: Path) -> None:
-    before = _count(crm_copy, "SELECT count(*) FROM interactions")
+    written = "SELECT count(*) FROM interactions WHERE kind IN ('call', 'note')"
+    before = _count(crm_copy, written)
     answer = _say(stack, "web:s-other", "log call w/ 48122 - no answer", "rep:3")
     assert "haven't written anything" in answer, answer
-    assert _count(crm_copy, "SELECT count(*) FROM interactions") == before
+    assert _count(crm_copy, written) == before
 
 
-def test_manager_sees_the_teams_customer(stack: Stack) -> None:
+def test_manager_sees_the_teams_customer(stack: Stack) -> None:  # rep 2 is in the team
     answer = _say(stack, "web:s-mgr", "tell me about customer 12347", "manager:1")
-    assert answer.startswith("Customer 12347, George Rossi"), answer
+    assert answer.startswith("Customer 12347, "), answer
     assert "account owner" in answer
 
 
@@ -145,5 +161,5 @@ def test_customers_get_none_of_it(stack: Stack, user: str | None, crm_copy: Path
     for text in ("tell me about customer 12347", "remind me to call lead 49498 tomorrow",
                  "undo"):
         answer = _say(stack, sender, text, user)
-        assert "George Rossi" not in answer and "follow-up task" not in answer, (text, answer)
+        assert "Iceland" not in answer and "follow-up task" not in answer, (text, answer)
     assert _count(crm_copy, "SELECT count(*) FROM tasks") == before
