@@ -110,13 +110,17 @@ REPS = [
 def synthetic_name(n: int) -> tuple[str, str]:
     """Deterministic first and last name for id ``n``.
 
-    The id is mixed (Knuth's multiplicative hash, then an xor-shift) before picking
-    the names: ids that share a remainder (a rep's leads are every eighth id) still
-    get every first name, so a top five does not read "James, James, James...".
+    The id is mixed (MurmurHash3's finalizer) before picking the names: ids that
+    share a remainder (a rep's leads are every eighth id) still get every first
+    name, so a top five does not read "James, James, James...".
     """
-    h = (n * 2654435761) & 0xFFFFFFFF
-    h ^= h >> 15
-    return _FIRST[(h >> 4) % len(_FIRST)], _LAST[(h >> 12) % len(_LAST)]
+    h = n & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return _FIRST[h % len(_FIRST)], _LAST[(h // len(_FIRST)) % len(_LAST)]
 
 
 def is_non_product(codes: pd.Series) -> pd.Series:
