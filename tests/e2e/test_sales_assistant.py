@@ -163,3 +163,19 @@ def test_customers_get_none_of_it(stack: Stack, user: str | None, crm_copy: Path
         answer = _say(stack, sender, text, user)
         assert "Iceland" not in answer and "follow-up task" not in answer, (text, answer)
     assert _count(crm_copy, "SELECT count(*) FROM tasks") == before
+
+
+def test_hot_lead_lists_honour_count_and_source(stack: Stack) -> None:
+    answer = _say(stack, "web:s-hot", "who are my 3 hottest leads", "rep:2")
+    lines = answer.split("\n")
+    assert lines[0].startswith("Your hottest open leads"), answer
+    assert [line[:3] for line in lines[1:]] == ["1. ", "2. ", "3. "], answer
+    answer = _say(stack, "web:s-hot", "my hottest leads from bank marketing", "rep:2")
+    assert "from Bank Marketing" in answer.split("\n")[0], answer
+
+
+def test_churn_list_and_never_ordered_are_separate(stack: Stack) -> None:
+    answer = _say(stack, "web:s-churn", "which of my accounts may churn", "rep:2")
+    assert "no product purchase on record" not in answer, answer
+    answer = _say(stack, "web:s-churn", "accounts that never ordered", "rep:2")
+    assert "never placed an order" in answer or "Every one of your accounts" in answer, answer
