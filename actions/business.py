@@ -12,10 +12,13 @@ not the calendar date (the demo data ends on 9 December 2011).
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.crm import crm_call
@@ -33,17 +36,22 @@ from actions.speech import (
 )
 from crm_ml import signing
 from crm_ml.config import get_settings
+from crm_ml.identity import Identity
 from crm_ml.sales import business_chart, questions
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHART_LINK_TTL",
+    "PENDING_SLOT",
+    "QUESTIONS",
     "ActionAskRevenue",
+    "ActionBusinessFollowUp",
     "ActionInactiveCustomers",
     "ActionLeadsFiltered",
     "ActionTopCustomers",
     "ActionTopProducts",
+    "BusinessQuestion",
     "revenue_chart_url",
 ]
 
@@ -98,9 +106,9 @@ def _where(answer: questions.Answer) -> str:
         parts.append(f"from the {answer.extra['segment']} segment")
     if answer.country:
         parts.append(f"in {answer.country}")
-    if answer.period is not None:
-        parts.append(f"in {answer.period.label}")
-    return " ".join(parts) or "across all the data"
+    parts.append(f"in {answer.period.label}" if answer.period is not None
+                 else "across all the data")
+    return " ".join(parts)
 
 
 def _say(dispatcher: CollectingDispatcher, answer: questions.Answer, lines: list[str]) -> None:
@@ -120,22 +128,65 @@ def _change(now: float, before: float) -> str:
     return f"{direction} {abs(rel) * 100:.1f}% on the period before"
 
 
-class ActionAskRevenue(Action):
+PENDING_SLOT = "business_pending"
+
+
+class BusinessQuestion(Action, ABC):
+    """A business question: the staff check, one call into crm_ml, the answer.
+
+    Subclasses give :attr:`permission` and :meth:`answer`. When the country or the
+    period is asked back, the question waits in the ``business_pending`` slot, so
+    that the next message ("Germany") completes it (:class:`ActionBusinessFollowUp`).
+    The rasa-sdk executor skips this abstract base.
+    """
+
+    permission: ClassVar[str] = "analytics.read"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        identity = identify(tracker)
+        if not permitted(dispatcher, identity, self.permission):
+            return []
+        return await self.ask(dispatcher, identity, _text(tracker), _period_entity(tracker),
+                              entity(tracker, "country"))
+
+    async def ask(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                  period: str | None, country: str | None) -> list[dict[str, Any]]:
+        """Answer ``text``; ask back (and remember the question) what is not understood."""
+        answer = await self.call(dispatcher, identity, text, period, country)
+        if answer is None:
+            return []
+        if _asked_back(dispatcher, answer):
+            raw = getattr(answer.problem, "raw", "")
+            return [SlotSet(PENDING_SLOT, json.dumps({"action": self.name(), "text": text,
+                                                      "raw": raw}))]
+        self.answer(dispatcher, identity, answer)
+        return []
+
+    @abstractmethod
+    async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                   period: str | None, country: str | None) -> questions.Answer | None:
+        """The one crm_ml call (via :func:`actions.crm.crm_call`)."""
+
+    @abstractmethod
+    def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
+               answer: questions.Answer) -> None:
+        """Say the answer (the question was understood)."""
+
+
+class ActionAskRevenue(BusinessQuestion):
     """"What was our revenue last month", "revenue by country", "sales per rep in q3"."""
 
     def name(self) -> str:
         return "action_ask_revenue"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
-        identity = identify(tracker)
-        if not permitted(dispatcher, identity, "analytics.read"):
-            return []
-        answer = await crm_call(dispatcher, questions.ask_revenue, identity=identity,
-                                text=_text(tracker), period=_period_entity(tracker),
-                                country=entity(tracker, "country"))
-        if answer is None or _asked_back(dispatcher, answer):
-            return []
+    async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                   period: str | None, country: str | None) -> questions.Answer | None:
+        return await crm_call(dispatcher, questions.ask_revenue, identity=identity, text=text,
+                              period=period, country=country)
+
+    def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
+               answer: questions.Answer) -> None:
         result = answer.result
         if answer.before is not None:  # a change against the period before
             now, then = result.current.totals, result.before.totals
@@ -144,11 +195,11 @@ class ActionAskRevenue(Action):
                 f"{say_count(now.orders, 'order')}, {_change(now.revenue, then.revenue)} "
                 f"({answer.before.label}: {say_money(then.revenue)} from "
                 f"{say_count(then.orders, 'order')})."])
-            return []
+            return
         totals = result.totals
         if totals.orders == 0 and totals.revenue == 0:
             dispatcher.utter_message(response="utter_business_nothing", what=_where(answer))
-            return []
+            return
         # Built here: a total line, then one line per group of the breakdown asked for.
         lines = [f"Revenue {_where(answer)}: {say_money(totals.revenue)} from "
                  f"{say_count(totals.orders, 'order')} by "
@@ -164,28 +215,24 @@ class ActionAskRevenue(Action):
         chart = revenue_chart_url(answer) if result.group_by == "month" else None
         if chart is not None:  # a trend was asked for: the months as bars too
             dispatcher.utter_message(image=chart)
-        return []
 
 
-class ActionTopProducts(Action):
+class ActionTopProducts(BusinessQuestion):
     """"Top 5 products in Germany in 2011", "best sellers by quantity last quarter"."""
 
     def name(self) -> str:
         return "action_top_products"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
-        identity = identify(tracker)
-        if not permitted(dispatcher, identity, "analytics.read"):
-            return []
-        answer = await crm_call(dispatcher, questions.ask_top_products, identity=identity,
-                                text=_text(tracker), period=_period_entity(tracker),
-                                country=entity(tracker, "country"))
-        if answer is None or _asked_back(dispatcher, answer):
-            return []
+    async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                   period: str | None, country: str | None) -> questions.Answer | None:
+        return await crm_call(dispatcher, questions.ask_top_products, identity=identity,
+                              text=text, period=period, country=country)
+
+    def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
+               answer: questions.Answer) -> None:
         if not answer.result:
             dispatcher.utter_message(response="utter_business_nothing", what=_where(answer))
-            return []
+            return
         by = "units sold" if answer.terms.by == "quantity" else "net revenue"
         # Built here: one line per product, as many as were asked for.
         lines = [f"Top {len(answer.result)} products by {by} {_where(answer)}:"]
@@ -193,30 +240,28 @@ class ActionTopProducts(Action):
             lines.append(f"{rank}. {catalogue_name(row.name)} (code {row.key}): "
                          f"{say_money(row.revenue)}, {row.quantity:,} units")
         _say(dispatcher, answer, lines)
-        return []
 
 
-class ActionTopCustomers(Action):
+class ActionTopCustomers(BusinessQuestion):
     """"Top customers by spend": the caller's accounts (a manager's team's)."""
+
+    permission = "customers.read"
 
     def name(self) -> str:
         return "action_top_customers"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
-        identity = identify(tracker)
-        if not permitted(dispatcher, identity, "customers.read"):
-            return []
-        answer = await crm_call(dispatcher, questions.ask_top_customers, identity=identity,
-                                text=_text(tracker), period=_period_entity(tracker),
-                                country=entity(tracker, "country"))
-        if answer is None or _asked_back(dispatcher, answer):
-            return []
+    async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                   period: str | None, country: str | None) -> questions.Answer | None:
+        return await crm_call(dispatcher, questions.ask_top_customers, identity=identity,
+                              text=text, period=period, country=country)
+
+    def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
+               answer: questions.Answer) -> None:
         scope = whose(scope_of(identity), "accounts")
         if not answer.result:
             dispatcher.utter_message(response="utter_business_no_customers", whose=scope,
                                      what=f"ordered {_where(answer)}")
-            return []
+            return
         by = "orders" if answer.terms.by in {"orders", "quantity"} else "net spend"
         # Built here: one line per customer, as many as were asked for.
         lines = [f"Top {len(answer.result)} of {scope} by {by} {_where(answer)}:"]
@@ -224,32 +269,30 @@ class ActionTopCustomers(Action):
             lines.append(f"{rank}. {row.name} (customer {row.key}): {say_money(row.revenue)}, "
                          f"{say_count(row.quantity, 'order')}")
         _say(dispatcher, answer, lines)
-        return []
 
 
-class ActionInactiveCustomers(Action):
+class ActionInactiveCustomers(BusinessQuestion):
     """"Which customers haven't ordered in 6 months": the caller's accounts."""
+
+    permission = "customers.read"
 
     def name(self) -> str:
         return "action_inactive_customers"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
-        identity = identify(tracker)
-        if not permitted(dispatcher, identity, "customers.read"):
-            return []
-        answer = await crm_call(dispatcher, questions.ask_inactive_customers,
-                                identity=identity, text=_text(tracker),
-                                period=entity(tracker, "time_span"))
-        if answer is None or _asked_back(dispatcher, answer):
-            return []
+    async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
+                   period: str | None, country: str | None) -> questions.Answer | None:
+        return await crm_call(dispatcher, questions.ask_inactive_customers, identity=identity,
+                              text=text, period=period)
+
+    def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
+               answer: questions.Answer) -> None:
         result = answer.result
         scope = whose(scope_of(identity), "accounts")
         since = say_date(result.since)
         if result.count == 0:
             dispatcher.utter_message(response="utter_business_no_customers", whose=scope,
                                      what=f"has been without orders since {since}")
-            return []
+            return
         # Built here: one line per customer, the most valuable first.
         lines = [f"{say_count(result.count, 'customer')} of {scope} ordered before but not "
                  f"since {since}. The most valuable:"]
@@ -257,7 +300,51 @@ class ActionInactiveCustomers(Action):
             lines.append(f"- {name} (customer {cid}): last order {say_date(last)}, "
                          f"{say_money(spend)} in all")
         _say(dispatcher, answer, lines)
-        return []
+
+
+class ActionBusinessFollowUp(Action):
+    """The answer to "Which country?" or "Which period?": completes the waiting question.
+
+    The question waits in the ``business_pending`` slot (set by
+    :meth:`BusinessQuestion.ask`): the words not understood are replaced by the
+    answer ("top products in narnia" + "Germany" -> "top products in Germany"), and
+    the question is asked again. Without a waiting question, the assistant asks
+    what the answer is for.
+    """
+
+    def name(self) -> str:
+        return "action_business_followup"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        identity = identify(tracker)
+        pending = _pending(tracker.get_slot(PENDING_SLOT))
+        action = QUESTIONS.get(str(pending.get("action"))) if pending else None
+        if action is None or pending is None:
+            dispatcher.utter_message(response="utter_business_what_question")
+            return []
+        if not permitted(dispatcher, identity, action.permission):
+            return [SlotSet(PENDING_SLOT, None)]
+        reply = _text(tracker).strip()
+        text, raw = str(pending.get("text") or ""), str(pending.get("raw") or "")
+        where = text.lower().find(raw.lower()) if raw else -1
+        if where >= 0:
+            text = text[:where] + reply + text[where + len(raw):]
+        else:
+            text = f"{text} {reply}"
+        events = await action.ask(dispatcher, identity, text, entity(tracker, "period")
+                                  or entity(tracker, "time_span"), entity(tracker, "country"))
+        return [SlotSet(PENDING_SLOT, None), *events]  # asked back again: set anew
+
+
+def _pending(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, str) or len(value) > 2000:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class ActionLeadsFiltered(Action):
@@ -297,3 +384,8 @@ class ActionLeadsFiltered(Action):
                          f"{score})")
         dispatcher.utter_message(text="\n".join(lines))
         return []
+
+
+QUESTIONS: dict[str, BusinessQuestion] = {
+    action.name(): action for action in (ActionAskRevenue(), ActionTopProducts(),
+                                         ActionTopCustomers(), ActionInactiveCustomers())}

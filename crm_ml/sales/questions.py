@@ -58,7 +58,8 @@ _GROUP_WORDS = [("month", r"\b(?:by|per|each|every|a|monthly|month by)\s+month|\
                 ("rep", r"\b(?:by|per|each)\s+(?:sales\s*)?(?:rep|reps|salesperson|person)\b|"
                         r"\bwhich rep")]
 _NOT_PLACES = set("""
-    my our the total all each every last this next previous past general a an terms units
+    my our the total all each every last this next previous past general a an terms units in
+    from for
     quantity spend value revenue sales orders order customers customer products product value
     bank x education marketing it them their your stock sum q1 q2 q3 q4 ytd year years month
     months week weeks day days quarter quarters between from to and there here total numbers

@@ -135,3 +135,26 @@ def test_revenue_of_a_segment(loaded: str) -> None:
                           time_span="last month"))
     assert said[0].startswith("Revenue from the Champions segment in November 2011: "
                               "£707 thousand from 1,466 orders")
+
+
+def test_the_answer_to_which_country_completes_the_question(loaded: str) -> None:
+    import json
+
+    from rasa_sdk import Tracker
+
+    events, said = run(business.ActionTopProducts(),
+                       tracker("top 3 products in narnia", "ask_top_products"))
+    assert said[0]["response"] == "utter_business_which_country"
+    assert events[0]["name"] == business.PENDING_SLOT
+    pending = events[0]["value"]
+    assert json.loads(pending) == {"action": "action_top_products",
+                                   "text": "top 3 products in narnia", "raw": "narnia"}
+    reply = tracker("Germany", "inform_business")
+    reply = Tracker(reply.sender_id, {business.PENDING_SLOT: pending}, reply.latest_message,
+                    [], False, None, {}, "action_listen")
+    events, said = run(business.ActionBusinessFollowUp(), reply)
+    assert said[0].startswith("Top 3 products by net revenue in Germany across all the data:")
+    assert [e["value"] for e in events if e["name"] == business.PENDING_SLOT] == [None]
+    # nothing waiting: ask what the answer is for
+    _, said = run(business.ActionBusinessFollowUp(), tracker("Germany", "inform_business"))
+    assert said == [{"response": "utter_business_what_question"}]

@@ -82,3 +82,10 @@ def test_customers_get_no_business_figures(stack: Stack, user: str | None) -> No
         answer = _say(stack, sender, text, user)
         assert answer == REFUSAL, (text, answer)
         assert "£" not in answer
+
+
+def test_the_ask_back_is_answered_in_the_next_message(stack: Stack) -> None:
+    answer = _say(stack, "web:biz-follow", "top 3 products in narnia", "rep:2")
+    assert answer.startswith("Which country?"), answer
+    answer = _say(stack, "web:biz-follow", "Germany", "rep:2")
+    assert answer.startswith("Top 3 products by net revenue in Germany"), answer
