@@ -23,6 +23,7 @@ from actions.parsing import (
     ask_which,
     count_in,
     entity,
+    is_question,
     lead_ref,
     lead_source_in,
     target_ref,
@@ -162,6 +163,9 @@ class ActionUpdateLeadStatus(Action):
             return []
         raw_status = entity(tracker, "lead_status")
         status = sales.parse_status(raw_status)
+        if is_question(str((tracker.latest_message or {}).get("text") or "")):
+            dispatcher.utter_message(response="utter_question_not_changed")
+            return []
         if raw_status is not None and status is None:
             dispatcher.utter_message(response="utter_invalid_lead_status",
                                      lead_status=raw_status)
@@ -204,6 +208,10 @@ class ActionLogInteraction(Action):
         if not permitted(dispatcher, identity, "leads.write"):
             return []
         example = "log a call with lead 412: left a voicemail"
+        latest_text = str((tracker.latest_message or {}).get("text") or "")
+        if is_question(latest_text):  # "did I call lead 412 already?" writes nothing
+            dispatcher.utter_message(response="utter_question_not_logged")
+            return []
         ref = lead_ref(tracker)
         number, kind, invalid = target_ref(tracker)
         if invalid is not None and kind == "customer":

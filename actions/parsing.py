@@ -25,6 +25,7 @@ __all__ = [
     "email_in",
     "entity",
     "is_generic",
+    "is_question",
     "last_user_text",
     "latest_intent",
     "lead_ref",
@@ -224,3 +225,18 @@ def ask_which(dispatcher: CollectingDispatcher, choice: sales.NeedsChoice, examp
     options = say_list([f"{t.kind} {t.id}, {t.name}" for t in choice.targets])
     dispatcher.utter_message(response="utter_ask_lead_or_customer", number=choice.number,
                              options=options)
+
+
+_QUESTION_START = re.compile(
+    r"^\s*(?:did|do|does|have|has|had|was|were|is|are|when|what|whats|what's|who|whom|why|"
+    r"how|which|should|shall)\b", re.IGNORECASE)
+_REQUEST_START = re.compile(r"^\s*(?:(?:can|could|would|will)\s+you|please|pls)\b",
+                            re.IGNORECASE)
+
+
+def is_question(text: str) -> bool:
+    """Whether a message asks something ("did I call lead 412 already?") rather than asks
+    for a write ("can you log a call with lead 412?" is a request)."""
+    if _REQUEST_START.search(text or ""):
+        return False
+    return bool(_QUESTION_START.search(text or "")) or (text or "").strip().endswith("?")

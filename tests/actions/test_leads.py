@@ -371,6 +371,21 @@ def test_log_by_a_bare_number_finds_the_reps_lead(crm: str) -> None:
     assert said[0].startswith("I can't find 411 among your leads or accounts")
 
 
+def test_a_question_is_never_a_write(crm: str) -> None:
+    _, said = run(leads.ActionLogInteraction(),
+                  tracker("did I call lead 412 already?", "log_interaction", lead_id="412"))
+    assert said == [{"response": "utter_question_not_logged"}]
+    _, said = run(leads.ActionUpdateLeadStatus(),
+                  tracker("is lead 412 won?", "update_lead_status", lead_id="412",
+                          lead_status="won"))
+    assert said == [{"response": "utter_question_not_changed"}]
+    _, said = run(leads.ActionLogInteraction(),
+                  tracker("can you log a call with lead 412: no answer?", "log_interaction",
+                          lead_id="412"))
+    assert said[0].startswith("Logged a call with lead 412")
+    assert len(_audit(crm)) == 1
+
+
 def test_log_refused_to_a_customer(crm: str) -> None:
     _, said = run(leads.ActionLogInteraction(),
                   tracker("log a call with lead 412", "log_interaction", "customer:12347",

@@ -89,12 +89,15 @@ def test_fifty_messages_without_a_write_request_change_no_row(stack: Stack,
     before = _fingerprint(crm_copy)
     metadata = {"auth": {"user": "rep:2", "sig": sign("rep:2", SECRET)}}
     answered = 0
+    wrote = []
     for n, text in enumerate(MESSAGES):
         replies = stack.say(f"web:nowrite-{n}", text, metadata=metadata)
         answered += bool(replies)
-        assert not any("Logged a" in (r.get("text") or "") for r in replies), (text, replies)
-        assert not any("created a follow-up" in (r.get("text") or "") for r in replies), \
-            (text, replies)
+        said = " ".join(r.get("text") or "" for r in replies)
+        if any(w in said for w in ("Logged a", "created a follow-up", "Done: lead",
+                                   "Marked done")):
+            wrote.append((text, said))
     after = _fingerprint(crm_copy)
+    assert wrote == []
     assert after == before
     assert answered == len(MESSAGES)
