@@ -363,13 +363,18 @@ def ask_inactive_customers(*, session: Session, identity: Identity, text: str = 
         m = re.search(r"\b(\d{1,3}|a|one|two|three|four|six|nine|twelve)\s+"
                       r"(days?|weeks?|months?|years?)\b", (text or "").lower())
         raw = f"last {m.group(1)} {m.group(2)}" if m else DEFAULT_INACTIVE
-    elif not raw.lower().startswith(("last", "past")):
-        raw = f"last {raw}"
-    try:
-        span = periods.parse(raw, today=today)
-    except periods.PeriodError as exc:
-        raise UnclearPeriod(period or raw) from exc
-    result = business.inactive_customers(session=session, identity=identity, days=span.days,
+    span = None
+    for words in (f"last {raw}", raw):  # "6 months": the last 6; "this year": since 1 January
+        try:
+            span = periods.parse(words, today=today)
+            break
+        except periods.PeriodError:
+            continue
+    tomorrow = today + dt.timedelta(days=1)
+    if span is None or span.start >= tomorrow:
+        raise UnclearPeriod(period or raw)
+    result = business.inactive_customers(session=session, identity=identity,
+                                         days=(tomorrow - span.start).days,
                                          limit=terms.n or 10, today=today)
     return Answer(result, span, None, terms, today, note)
 
