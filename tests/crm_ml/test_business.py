@@ -215,3 +215,19 @@ def test_questions_ask_back_instead_of_guessing() -> None:
     assert isinstance(unclear.problem, questions.UnclearPeriod)
     assert october.period.label == "October 2011"
     assert october.as_of_note == "As of 9 December 2011, the last day of the loaded data."
+
+
+def test_inactive_since_the_start_of_a_period() -> None:
+    with session_scope(URL) as s:
+        year = questions.ask_inactive_customers(session=s, identity=REP2,
+                                                text="customers who have not purchased this "
+                                                     "year", period="this year")
+        months = questions.ask_inactive_customers(session=s, identity=REP2,
+                                                  text="which customers haven't ordered in 6 "
+                                                       "months", period="6 months")
+        ahead = questions.ask_inactive_customers(session=s, identity=REP2, text="inactive",
+                                                 period="next quarter")
+    assert year.result.since == dt.date(2011, 1, 1)
+    assert months.result.since == dt.date(2011, 6, 10)
+    assert 0 < year.result.count < months.result.count
+    assert isinstance(ahead.problem, questions.UnclearPeriod)
