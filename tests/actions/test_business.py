@@ -77,7 +77,7 @@ def test_top_and_inactive_customers_are_the_reps(loaded: str) -> None:
                   tracker("top 3 customers by spend", "ask_top_customers"))
     lines = said[0].split("\n")
     assert lines[0] == "Top 3 of your accounts by net spend across all the data:"
-    assert lines[1].startswith("1. Oscar Wilson (customer 12931): £71,547")
+    assert lines[1].startswith("1. ") and "(customer 12931): £71,547" in lines[1]
     _, said = run(business.ActionInactiveCustomers(),
                   tracker("which customers haven't ordered in 180 days",
                           "ask_inactive_customers", time_span="180 days"))
