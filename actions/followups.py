@@ -55,7 +55,8 @@ class ActionCreateFollowup(Action):
 
 
 class ActionListFollowups(Action):
-    """The rep's open follow-ups this week (or today, or all), overdue first."""
+    """The rep's open follow-ups: today's, this week's, or (nothing said) all; overdue
+    first."""
 
     def name(self) -> str:
         return "action_list_followups"
@@ -66,8 +67,7 @@ class ActionListFollowups(Action):
         if not permitted(dispatcher, identity, "leads.read"):
             return []
         text = str((tracker.latest_message or {}).get("text") or "").lower()
-        span = ("today" if "today" in text else
-                "all" if any(w in text for w in ("all ", "every", "open ")) else "week")
+        span = "today" if "today" in text else "week" if "week" in text else "all"
         tasks = await crm_call(dispatcher, followups.my_followups, identity=identity, span=span)
         if tasks is None:
             return []

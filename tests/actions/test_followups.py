@@ -44,8 +44,10 @@ def test_list_complete_and_undo(crm: str) -> None:  # noqa: F811
         tracker("remind me to call customer 12347 today at 5pm", "create_followup",
                 customer_id="12347"))
     _, said = run(followups.ActionListFollowups(),
-                  tracker("what follow-ups do I have", "list_followups"))
+                  tracker("what follow-ups do I have this week", "list_followups"))
     assert said[0].startswith("Your follow-ups (this week):\n1. ") and "customer 12347" in said[0]
+    _, said = run(followups.ActionListFollowups(), tracker("show my tasks", "list_followups"))
+    assert said[0].startswith("Your follow-ups (open):\n1. ")
     _, said = run(followups.ActionCompleteFollowup(),
                   tracker("done with the call to 12347", "complete_followup",
                           customer_id="12347"))
