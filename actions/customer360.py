@@ -14,7 +14,15 @@ from actions.crm import crm_call
 from actions.gate import permitted
 from actions.identity import identify
 from actions.parsing import customer_ref, entity, latest_intent
-from actions.speech import reason_phrase, say_date, say_list, say_money, say_percent
+from actions.speech import (
+    reason_phrase,
+    say_date,
+    say_list,
+    say_money,
+    say_percent,
+    scope_of,
+    whose,
+)
 from crm_ml import customer360, sales
 
 logger = logging.getLogger(__name__)
@@ -134,10 +142,11 @@ class ActionNeverOrdered(Action):
         if found is None:
             return []
         count, rows = found
+        accounts = whose(scope_of(identity), "accounts")
         if not count:
-            dispatcher.utter_message(response="utter_no_never_ordered")
+            dispatcher.utter_message(response="utter_no_never_ordered", whose=accounts)
             return []
-        names = say_list([f"{cid}, {name}" for cid, name in rows])
+        names = say_list([f"customer {cid} ({name})" for cid, name in rows])
         dispatcher.utter_message(response="utter_never_ordered", count=f"{count:,}",
-                                 shown=str(len(rows)), names=names)
+                                 whose=accounts, shown=str(len(rows)), names=names)
         return []

@@ -41,8 +41,8 @@ def test_no_customer_named_asks_for_a_number(crm: str) -> None:  # noqa: F811
 def test_never_ordered_and_refusal(crm: str) -> None:  # noqa: F811
     _, said = run(customer360.ActionNeverOrdered(),
                   tracker("accounts that never ordered", "ask_never_ordered"))
-    assert said == [{"response": "utter_never_ordered", "count": "1", "shown": "1",
-                     "names": "12349, Cove Crafts"}]
+    assert said == [{"response": "utter_never_ordered", "count": "1", "whose": "your accounts",
+                     "shown": "1", "names": "customer 12349 (Cove Crafts)"}]
     _, said = run(customer360.ActionCustomer360(),
                   tracker("tell me about customer 12347", "ask_customer_360", "customer:12347",
                           customer_id="12347"))
