@@ -345,14 +345,16 @@ class ActionSalesForecast(Action):
         period = (f"the week of {say_date(first.period_start)}" if forecast.weeks == 1 else
                   f"the {say_count(forecast.weeks, 'week')} from the week of "
                   f"{say_date(first.period_start)} to the week of {say_date(last.period_start)}")
-        low, high = forecast.lowest_week, forecast.highest_week
+        first_week, later_week = forecast.extremes_in_time_order
         text = (f"{what} for {period}: about {say_money(forecast.total)} in total, "
                 f"with a 95% range of {say_money(forecast.lower)} to "
                 f"{say_money(forecast.upper)}.")
         if forecast.weeks > 1:
-            text += (f" Week by week it runs from {say_money(low.yhat)}, in the week of "
-                     f"{say_date(low.period_start)}, to {say_money(high.yhat)}, in the week "
-                     f"of {say_date(high.period_start)}.")
+            text += (f" Week by week it runs from {say_money(first_week.yhat)}, in the week of "
+                     f"{say_date(first_week.period_start)}, to {say_money(later_week.yhat)}, in "
+                     f"the week of {say_date(later_week.period_start)}.")
+        if forecast.as_of_note:  # why it starts where it does when the calendar says otherwise
+            text += " " + forecast.as_of_note
         # Built here: notes on what was asked but not forecast, and a weekly range for > 1 week.
         dispatcher.utter_message(text=" ".join([*notes, text]))
         chart = forecast_chart_url(forecast.series, forecast.weeks)

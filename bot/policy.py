@@ -51,6 +51,11 @@ HANDOFF_ACTION = "action_handoff"
 REASON_SLOT = "handoff_reason"
 
 
+#: How sure the sentiment model must be that the message before was negative
+#: for two negative messages in a row to call for a person.
+PREVIOUS_NEGATIVE_FLOOR = 0.5
+
+
 def sentiment_of(event: UserUttered) -> Tuple[Optional[str], float]:
     """The sentiment entity of a user message, if any."""
     for entity in event.entities or []:
@@ -102,7 +107,12 @@ def escalation_reason(turns: List[UserUttered], threshold: float,
         return "angry message"
     if len(turns) > 1:
         previous = turns[1]
-        if label == "negative" and sentiment_of(previous)[0] == "negative":
+        before, before_confidence = sentiment_of(previous)
+        # The earlier message must be clearly negative: the label's own cutoff is
+        # tuned for recall on one message, so "i'd like to file a complaint" can
+        # read as barely negative (0.26) and is not half of an upset pair.
+        if label == "negative" and before == "negative" \
+                and before_confidence >= PREVIOUS_NEGATIVE_FLOOR:
             return "two negative messages in a row"
         if latest.intent_name == "nlu_fallback" and previous.intent_name == "nlu_fallback":
             return "two misunderstandings in a row"

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import pages
+from console import pages, tasks_page
 from console.api import router as api_router
 from console.auth import Forbidden, LoginRequired, SessionMiddleware
 from console.dependencies import AgentViewer
@@ -60,6 +60,7 @@ def create_app() -> FastAPI:
         app.include_router(charts.router)
         app.state.charts = True
     app.include_router(pages.router)
+    app.include_router(tasks_page.router)
 
     @app.get("/health")
     def health() -> dict[str, str]:

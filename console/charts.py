@@ -3,6 +3,9 @@
 * ``GET /charts/forecast.png?series=total&weeks=13``: the stored revenue forecast
   of a series (``total``, ``country:<name>``, ``segment:<name>``) over ``weeks``
   weeks (1..52), with its 95% interval and the last year of weekly actuals.
+* ``GET /charts/revenue.png?start=2011-01-01&end=2011-12-10&country=Germany``: net
+  revenue per month of a period (``crm_ml.sales.business_chart``), the chart of
+  "revenue by month this year".
 
 The images carry no information the text answer does not already give in words
 (voice callers never see them).
@@ -30,9 +33,11 @@ from crm_ml import authz, charts, sales, signing
 from crm_ml.config import get_settings
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
+from crm_ml.identity import Identity
+from crm_ml.sales import business_chart
 
 __all__ = ["DENIED", "EXPIRED", "SERIES_PATTERN", "forecast_png", "require_chart_access",
-           "router"]
+           "require_revenue_chart_access", "revenue_png", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,10 @@ def require_chart_access(request: Request) -> None:
     Raises:
         HTTPException: 403, saying whether the link expired; 503 when the CRM is down.
     """
+    _check_access(request, signing.FORECAST_CHART)
+
+
+def _check_access(request: Request, path: str) -> None:
     try:
         if _staff(request):
             return
@@ -68,8 +77,7 @@ def require_chart_access(request: Request) -> None:
     if "sig" not in params and "exp" not in params:
         raise HTTPException(403, DENIED)
     try:
-        signing.verify_query(signing.FORECAST_CHART, params.multi_items(),
-                             get_settings().identity_secret)
+        signing.verify_query(path, params.multi_items(), get_settings().identity_secret)
     except signing.LinkExpired as exc:
         raise HTTPException(403, EXPIRED) from exc
     except signing.InvalidLink as exc:
@@ -97,6 +105,36 @@ def forecast_png(
         png = _render_forecast(series, weeks, history)
     except sales.NoData as exc:
         raise HTTPException(404, "no forecast of this series yet") from exc
+    except CRMUnavailable as exc:
+        logger.exception("CRM unavailable")
+        raise HTTPException(503, "the CRM is unavailable, try again shortly") from exc
+    return Response(png, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+def require_revenue_chart_access(request: Request) -> None:
+    """:func:`require_chart_access` for links signed for the revenue chart."""
+    _check_access(request, business_chart.REVENUE_CHART)
+
+
+@router.get("/revenue.png", response_class=Response,
+            dependencies=[Depends(require_revenue_chart_access)],
+            responses={200: {"content": {"image/png": {}}}, 403: {}})
+def revenue_png(
+    start: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")],
+    end: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")],
+    country: Annotated[str | None, Query(max_length=60)] = None,
+) -> Response:
+    """Net revenue per month of a period as a PNG (422 for a bad period)."""
+    try:
+        period = business_chart.parse_chart_query(start, end)
+    except ValueError as exc:
+        raise HTTPException(422, "start and end must be dates 1 day to 36 months apart") \
+            from exc
+    try:
+        with session_scope() as s:
+            png = business_chart.revenue_png(session=s, identity=Identity("agent", None),
+                                             period=period, country=country)
     except CRMUnavailable as exc:
         logger.exception("CRM unavailable")
         raise HTTPException(503, "the CRM is unavailable, try again shortly") from exc

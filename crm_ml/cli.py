@@ -207,6 +207,17 @@ def _mount_model_commands() -> None:
 _mount_model_commands()
 
 
+def _mount_sales_commands() -> None:
+    """Add ``reminders`` from crm_ml.cli_sales."""
+    from crm_ml.cli_sales import app as sales_app
+
+    for cmd in sales_app.registered_commands:
+        app.registered_commands.append(cmd)
+
+
+_mount_sales_commands()
+
+
 def main() -> None:
     """Entry point of the ``crm-ml`` script; CRM errors end with a clear message."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -28,6 +28,7 @@ from tests.actions.test_leads import (  # noqa: F401 - fixtures
     template_db,
     tracker,
 )
+from tests.crm_ml.test_sales import FORECAST_START
 
 
 def _clear(url: str, model: type) -> None:
@@ -279,9 +280,23 @@ def test_forecast_for_the_default_quarter(crm: str) -> None:  # noqa: F811
         "Revenue forecast for the 13 weeks from the week of 12 December 2011 to the week of "
         "5 March 2012: about £1.38 million in total, with a 95% range of £1.12 million to "
         "£1.77 million. Week by week it runs from £100 thousand, in the week of 12 December "
-        "2011, to £112 thousand, in the week of 5 March 2012.",
+        "2011, to £112 thousand, in the week of 5 March 2012. As of 11 December 2011, the "
+        "last day of the loaded data.",
         chart("total", 13),
     ]
+
+
+def test_forecast_range_reads_in_time_order(crm: str) -> None:  # noqa: F811
+    # The highest week first, the lowest later (the Christmas case): the
+    # sentence still goes from the earlier week to the later one.
+    with session_scope(crm) as s:
+        for row in s.query(m.Forecast).filter(m.Forecast.model_version == "v2"):
+            row.yhat = 200_000.0 - 10_000 * ((row.period_start - FORECAST_START).days // 7)
+    _, said = run(analytics.ActionSalesForecast(),
+                  tracker("forecast next 4 weeks", "ask_sales_forecast",
+                          time_span="next 4 weeks"))
+    assert ("Week by week it runs from £200 thousand, in the week of 12 December 2011, to "
+            "£170 thousand, in the week of 2 January 2012.") in said[0]
 
 
 def test_forecast_for_a_time_span(crm: str) -> None:  # noqa: F811
@@ -311,7 +326,7 @@ def test_forecast_of_a_segment(crm: str) -> None:  # noqa: F811
     assert said == [
         "The stored forecast only covers 1 week. Revenue forecast from the Champions segment "
         "for the week of 12 December 2011: about £5,000 in total, with a 95% range of £4,000 "
-        "to £6,000.",
+        "to £6,000. As of 11 December 2011, the last day of the loaded data.",
         chart("segment:Champions", 1),
     ]
     _, said = run(analytics.ActionSalesForecast(),
