@@ -122,8 +122,10 @@ class TelegramOutbox:
 
     TABLE = TELEGRAM_OUTBOX_TABLE
 
-    def __init__(self, bot_id: str, base_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    def __init__(self, bot_id: str, base_delay: float = 1.0, max_delay: float = 30.0,
+                 scan_seconds: float = 15.0) -> None:
         self.bot_id = bot_id[:32]
+        self.scan_seconds = scan_seconds
         self.base_delay = base_delay
         self.max_delay = max(max_delay, base_delay)
         self._engine: sa.engine.Engine | None = None
@@ -165,6 +167,25 @@ class TelegramOutbox:
             logger.info("Telegram outbox: %d messages for %d chats wait from before",
                         sum(self._waiting.values()), len(self._waiting))
             self.wake()
+
+    def scan(self) -> int:
+        """Count the calls other processes put in the table (``crm-ml reminders`` queues a
+        rep's due follow-ups there) and flush them soon; returns how many were new."""
+        engine, table = self._bound()
+        with engine.connect() as conn:
+            counts = conn.execute(
+                sa.select(table.c.chat_id, sa.func.count())
+                .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
+        new = 0
+        for chat, n in counts:
+            known = self._waiting.get(int(chat), 0)
+            if int(n) > known:
+                new += int(n) - known
+                self._waiting[int(chat)] = int(n)
+        if new:
+            logger.info("Telegram outbox: %d new calls queued by another process", new)
+            self.notify()
+        return new
 
     def _bound(self) -> tuple[sa.engine.Engine, sa.Table]:
         if self._engine is None or self._table is None:
@@ -244,11 +265,17 @@ class TelegramOutbox:
         while True:
             now = time.monotonic()
             if self._next_try is None or self._next_try > now:
-                timeout = None if self._next_try is None else self._next_try - now
+                # Idle, the table is looked at every scan_seconds for calls queued elsewhere.
+                timeout = self.scan_seconds if self._next_try is None \
+                    else min(self._next_try - now, self.scan_seconds)
                 try:
                     await asyncio.wait_for(self._event.wait(), timeout)
                 except asyncio.TimeoutError:
-                    pass
+                    if self._next_try is None:
+                        try:
+                            self.scan()
+                        except Exception:  # noqa: BLE001 - e.g. the database is down
+                            logger.exception("Telegram outbox scan failed")
                 self._event.clear()
                 continue
             self._next_try = None

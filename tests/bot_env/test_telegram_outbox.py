@@ -277,3 +277,31 @@ def test_the_channel_delivers_everything_after_an_outage(fake):
     ]
     assert echo.messages == ["hello", "during the outage", "after"]
     assert channel.outbox.waiting() == 0
+
+
+def test_calls_queued_by_another_process_are_found_and_sent_once(fake, tmp_path):
+    """`crm-ml reminders` (the app env) writes a rep's due follow-up into the table; the
+    running bot finds it by its periodic scan and sends it once."""
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+
+    async def scenario():
+        box = new_outbox(sa.create_engine(url), scan_seconds=0.05)
+        out = output(fake, box)
+        task = asyncio.create_task(box.run(out.send_queued))
+        other = sa.create_engine(url)  # another process's connection
+        table = sa.Table(TelegramOutbox.TABLE, sa.MetaData(), autoload_with=other)
+        with other.begin() as conn:
+            conn.execute(table.insert().values(
+                bot_id="123", chat_id=7, method="sendMessage",
+                params=encode_params({"text": "Reminder: call lead 49498"}), created_at=0.0))
+        for _ in range(200):
+            if fake.texts(7):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # more scans: the row is gone, nothing is sent again
+        task.cancel()
+        return box
+
+    box = run(scenario())
+    assert fake.texts(7) == ["Reminder: call lead 49498"]
+    assert box.waiting() == 0 and box.scan() == 0
