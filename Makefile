@@ -102,7 +102,7 @@ haproxy:  ## Debian's HAProxy, the load balancer in front of Rasa replicas (make
 	@PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || \
 		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q haproxy)
 
-test: install load train browser haproxy lint  ## Lint, then every test (app env, then the bot env's own tests)
+test: install load train-models train browser haproxy lint  ## Lint, then every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
