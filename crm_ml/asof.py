@@ -55,6 +55,18 @@ class AsOf:
     source: str
     calendar: dt.date
 
+    @property
+    def note(self) -> str | None:
+        """The sentence to add to an answer when the as-of date is not the calendar date.
+
+        None when it is the calendar date (nothing to explain).
+        """
+        if self.day == self.calendar:
+            return None
+        if self.source == "data":
+            return f"As of {say_day(self.day)}, the last day of the loaded data."
+        return f"As of {say_day(self.day)}, the CRM's set date."
+
 
 def _last_order_day(session: Session | None) -> dt.date | None:
     if session is None:
@@ -105,13 +117,6 @@ def say_day(day: dt.date) -> str:
 
 
 def stated(session: Session | None = None, *, calendar: dt.date | None = None) -> str | None:
-    """The sentence to add to an answer when the as-of date is not the calendar date.
-
-    None when it is the calendar date (nothing to explain).
-    """
-    info = as_of(session, calendar=calendar)
-    if info.day == info.calendar:
-        return None
-    if info.source == "data":
-        return f"As of {say_day(info.day)}, the last day of the loaded data."
-    return f"As of {say_day(info.day)}, the CRM's set date."
+    """The sentence to add to an answer when the as-of date is not the calendar date
+    (:attr:`AsOf.note`); None when it is the calendar date."""
+    return as_of(session, calendar=calendar).note

@@ -31,6 +31,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from crm_ml.asof import say_day
+
 __all__ = [
     "Period",
     "PeriodError",
@@ -78,10 +80,6 @@ class Period:
         return (self.end - self.start).days
 
 
-def _day(d: dt.date) -> str:
-    return f"{d.day} {d:%B %Y}"
-
-
 def _add_months(d: dt.date, months: int) -> dt.date:
     index = d.year * 12 + d.month - 1 + months
     year, month = divmod(index, 12)
@@ -106,7 +104,7 @@ def _year(year: int) -> Period:
 def _to_date(period: Period, today: dt.date, label: str) -> Period:
     """The period cut at the as-of day (for "this month", "this year")."""
     end = min(period.end, today + dt.timedelta(days=1))
-    return Period(period.start, end, f"{label} ({period.label}, to {_day(today)})"
+    return Period(period.start, end, f"{label} ({period.label}, to {say_day(today)})"
                   if end < period.end else period.label, period.kind)
 
 
@@ -161,19 +159,19 @@ def parse(text: str, *, today: dt.date) -> Period:
         if last < start:
             raise PeriodError("the range ends before it starts")
         return Period(start, last + dt.timedelta(days=1),
-                      f"{_day(start)} to {_day(last)}", "span")
+                      f"{say_day(start)} to {say_day(last)}", "span")
 
     if t in {"today"}:
-        return Period(today, tomorrow, _day(today), "day")
+        return Period(today, tomorrow, say_day(today), "day")
     if t == "yesterday":
         day = today - dt.timedelta(days=1)
-        return Period(day, today, _day(day), "day")
+        return Period(day, today, say_day(day), "day")
     monday = today - dt.timedelta(days=today.weekday())
     if t in {"this week", "week to date", "wtd"}:
-        return Period(monday, tomorrow, f"the week of {_day(monday)}", "week")
+        return Period(monday, tomorrow, f"the week of {say_day(monday)}", "week")
     if t in {"last week", "previous week", "past week"}:
         start = monday - dt.timedelta(days=7)
-        return Period(start, monday, f"the week of {_day(start)}", "week")
+        return Period(start, monday, f"the week of {say_day(start)}", "week")
 
     this_month = _month(today.year, today.month)
     if t in {"this month", "month to date", "mtd", "current month"}:
@@ -208,7 +206,7 @@ def parse(text: str, *, today: dt.date) -> Period:
         else:
             start = _add_months(tomorrow, -n * (12 if unit == "year" else 1))
         word = f"{n} {unit}s" if n != 1 else unit
-        return Period(start, tomorrow, f"the {word} to {_day(today)}", "span")
+        return Period(start, tomorrow, f"the {word} to {say_day(today)}", "span")
 
     # q3, q3 2011, third quarter of 2010, 2011 q3
     m = (re.fullmatch(r"q([1-4])(?:\s+(?:of\s+)?(\d{4}))?", t)
@@ -260,8 +258,8 @@ def previous(period: Period) -> Period:
         # a period cut at the as-of day: the same stretch one unit before
         months = {"month": 1, "quarter": 3, "year": 12}[period.kind]
         start, end = _add_months(period.start, -months), _add_months(period.end, -months)
-        return Period(start, end, f"{_day(start)} to {_day(end - dt.timedelta(days=1))}",
+        return Period(start, end, f"{say_day(start)} to {say_day(end - dt.timedelta(days=1))}",
                       "span")
     start = period.start - (period.end - period.start)
     return Period(start, period.start,
-                  f"{_day(start)} to {_day(period.start - dt.timedelta(days=1))}", "span")
+                  f"{say_day(start)} to {say_day(period.start - dt.timedelta(days=1))}", "span")

@@ -365,7 +365,6 @@ def sales_forecast(*, session: Session, identity: Identity, weeks: int = 13,
     chosen = current[:weeks]
     if not chosen:
         raise NoData("forecast")
-    note = asof.stated(session) if info.day != info.calendar else None
     return ForecastSummary(series, weeks, chosen, sum(p.yhat for p in chosen),
                            sum(p.lower for p in chosen), sum(p.upper for p in chosen), version,
-                           info.day, note)
+                           info.day, info.note)

@@ -295,8 +295,9 @@ def _start(session: Session, identity: Identity, text: str, period: str | None,
     from crm_ml import authz
 
     authz.require(identity, "analytics.read")
-    today = asof.today(session)
-    return (today, asof.stated(session), _period(period, text, today, default),
+    info = asof.as_of(session)  # one look at the data gives both the day and its note
+    today = info.day
+    return (today, info.note, _period(period, text, today, default),
             _country(session, country, text), terms_of(text))
 
 
