@@ -17,16 +17,17 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from crm_ml import asof, authz
 from crm_ml.audit import audit, utcnow
 from crm_ml.config import get_settings
-from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
+from crm_ml.contract import TELEGRAM_PREFIX
 from crm_ml.db import models as m
 from crm_ml.db.models_sales import Task
+from crm_ml.db.outbox import outbox_table
 from crm_ml.errors import NotFound
 from crm_ml.identity import Identity
 from crm_ml.sales.common import Target
@@ -327,22 +328,14 @@ def _queue(rows: list[dict[str, object]], outbox: Engine | None, bot_id: str | N
             return 0
         engine, own = create_engine(url), True
     bot = bot_id or (getattr(settings, "telegram_token", None) or "0").split(":")[0]
+    table = outbox_table()
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                f"CREATE TABLE IF NOT EXISTS {TELEGRAM_OUTBOX_TABLE} (id INTEGER PRIMARY KEY "
-                "AUTOINCREMENT, bot_id VARCHAR(32) NOT NULL, chat_id BIGINT NOT NULL, "
-                "method VARCHAR(32) NOT NULL, params TEXT NOT NULL, created_at FLOAT NOT NULL)"
-                if engine.dialect.name == "sqlite" else
-                f"CREATE TABLE IF NOT EXISTS {TELEGRAM_OUTBOX_TABLE} (id SERIAL PRIMARY KEY, "
-                "bot_id VARCHAR(32) NOT NULL, chat_id BIGINT NOT NULL, "
-                "method VARCHAR(32) NOT NULL, params TEXT NOT NULL, created_at FLOAT NOT NULL)"))
-            for row in rows:
-                conn.execute(text(
-                    f"INSERT INTO {TELEGRAM_OUTBOX_TABLE} (bot_id, chat_id, method, params, "
-                    "created_at) VALUES (:bot, :chat, 'sendMessage', :params, :at)"),
-                    {"bot": bot, "chat": row["chat_id"], "at": time.time(),
-                     "params": json.dumps({"text": row["text"]})})
+            table.create(conn, checkfirst=True)
+            conn.execute(table.insert(), [
+                {"bot_id": bot, "chat_id": row["chat_id"], "method": "sendMessage",
+                 "params": json.dumps({"text": row["text"]}), "created_at": time.time()}
+                for row in rows])
     finally:
         if own:
             engine.dispose()

@@ -23,6 +23,7 @@ from bot.telegram._client import is_transient, retry_after_seconds
 from bot.telegram._settings import TelegramDeliveryError
 from bot.telegram._utils import redact, sender_id_of
 from crm_ml.contract import TELEGRAM_OUTBOX_TABLE
+from crm_ml.db.outbox import outbox_table
 
 logger = logging.getLogger(__name__)
 
@@ -146,16 +147,7 @@ class TelegramOutbox:
         if engine is None:
             engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
                                       connect_args={"check_same_thread": False})
-        table = sa.Table(
-            self.TABLE, sa.MetaData(),
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("bot_id", sa.String(32), nullable=False),
-            sa.Column("chat_id", sa.BigInteger, nullable=False),
-            sa.Column("method", sa.String(32), nullable=False),
-            sa.Column("params", sa.Text, nullable=False),
-            sa.Column("created_at", sa.Float, nullable=False),
-            sa.Index("ix_telegram_outbox_chat", "bot_id", "chat_id", "id"),
-        )
+        table = outbox_table()
         table.metadata.create_all(engine, checkfirst=True)
         with engine.connect() as conn:
             counts = conn.execute(
