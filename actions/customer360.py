@@ -111,8 +111,6 @@ def view_text(v: customer360.Customer360) -> str:
         why = reason_phrase(v.churn_reasons)
         parts.append(f"Churn risk {say_percent(v.churn)}" + (f", because: {why}." if why else "."))
     value = f"Value so far {say_money(v.value_so_far)} over {v.orders:,} orders"
-    if v.predicted_value is not None:
-        value += f"; predicted lifetime value {say_money(v.predicted_value)}"
     parts.append(value + ".")
     if v.last_orders:
         parts.append("Last orders: " + "; ".join(

@@ -1,5 +1,5 @@
 """Customer 360 for staff: who a customer is, owner, segment, churn risk with reasons,
-value so far (and predicted, where the lifetime-value model answers), last orders,
+value so far, last orders,
 open tickets and escalations, last contact.
 
 A rep sees only their accounts, a manager the team's, an agent all; anyone else
@@ -10,7 +10,6 @@ reported like one that does not exist (:class:`~crm_ml.sales.CustomerNotFound`).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
@@ -23,8 +22,6 @@ from crm_ml.sales.common import CustomerNotFound, Reason, in_scope, reasons_of, 
 
 __all__ = ["Customer360", "CustomerChoices", "OrderLine360", "customer_360",
            "find_customers"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,6 @@ class Customer360:
     churn_reasons: list[Reason]
     value_so_far: float
     orders: int
-    predicted_value: float | None
     last_orders: list[OrderLine360] = field(default_factory=list)
     open_tickets: int = 0
     open_escalations: int = 0
@@ -144,33 +140,9 @@ def customer_360(*, session: Session, identity: Identity, customer_id: int | Non
         churn=churn.probability if churn else None,
         churn_reasons=reasons_of(churn.reasons) if churn else [],
         value_so_far=float(totals[0] or 0), orders=int(sales_count),
-        predicted_value=_predicted_value(session, customer_id),
         last_orders=[OrderLine360(str(o.id), o.invoiced_at.date(), float(o.total), o.kind)
                      for o in last],
         open_tickets=int(tickets), open_escalations=int(escalations),
         last_contact=contact.created_at if contact else None,
         last_contact_kind=contact.kind if contact else None,
     )
-
-
-def _predicted_value(session: Session, customer_id: int) -> float | None:
-    """The lifetime-value model's prediction, None when the model is not there."""
-    try:
-        from crm_ml import clv  # the lifetime-value model (optional)
-    except ImportError:
-        return None
-    value_of = getattr(clv, "value_of", None)
-    if value_of is None:
-        return None
-    try:
-        value = value_of(session, customer_id)
-    except Exception:  # noqa: BLE001 - a missing prediction leaves the rest of the 360
-        logger.warning("lifetime value unavailable", exc_info=True)
-        return None
-    if value is None:
-        return None
-    predicted = getattr(value, "predicted", value)
-    try:
-        return float(predicted)
-    except (TypeError, ValueError):
-        return None
