@@ -8,14 +8,13 @@ asked back; a customer and an anonymous visitor get the refusal and no figure.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
 from crm_ml.config import PROJECT_ROOT
 from crm_ml.identity import sign
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, crm_snapshot
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not (PROJECT_ROOT / "var" / "crm.db").is_file(),
@@ -32,12 +31,8 @@ def signed(user: str) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("business")
-    copy = workdir / "crm.db"
-    with sqlite3.connect(PROJECT_ROOT / "var" / "crm.db") as source, \
-            sqlite3.connect(copy) as target:
-        source.backup(target)  # a consistent copy: tests never write to var/
-    with assistant(workdir, f"sqlite:///{copy}",
+    copy = crm_snapshot(tmp_path_factory.mktemp("business"))
+    with assistant(copy.parent, f"sqlite:///{copy}",
                    extra_env={"CRM_IDENTITY_SECRET": SECRET, "CRM_TODAY": ""}) as running:
         yield running
 

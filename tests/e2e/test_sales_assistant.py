@@ -16,7 +16,7 @@ import pytest
 
 from crm_ml.config import PROJECT_ROOT
 from crm_ml.identity import sign
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, crm_snapshot
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not (PROJECT_ROOT / "var" / "crm.db").is_file(),
@@ -32,11 +32,7 @@ def signed(user: str) -> dict:
 
 @pytest.fixture(scope="module")
 def crm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    copy = tmp_path_factory.mktemp("sales") / "crm.db"
-    with sqlite3.connect(PROJECT_ROOT / "var" / "crm.db") as source, \
-            sqlite3.connect(copy) as target:
-        source.backup(target)  # a consistent copy: tests never write to var/
-    return copy
+    return crm_snapshot(tmp_path_factory.mktemp("sales"))
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,23 @@ from bench.stack import (
 )
 from crm_ml.identity import sign
 
-__all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "assistant", "eventually",
-           "free_port", "start_actions", "stop", "wait_http"]
+__all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "assistant", "crm_snapshot",
+           "eventually", "free_port", "start_actions", "stop", "wait_http"]
 
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
 # The Rasa HTTP API (/conversations/...) answers only with ?token=API_TOKEN.
 API_TOKEN = "e2e-rasa-api-token"
+
+
+def crm_snapshot(folder: Path) -> Path:
+    """A consistent copy of the loaded CRM (var/crm.db) as ``folder/crm.db``, for a stack
+    whose tests write: tests never write to var/."""
+    import sqlite3
+
+    copy = folder / "crm.db"
+    with sqlite3.connect(ROOT / "var" / "crm.db") as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
 
 
 def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: ANN001, ANN201

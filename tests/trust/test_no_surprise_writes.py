@@ -17,7 +17,7 @@ import pytest
 
 from crm_ml.config import PROJECT_ROOT
 from crm_ml.identity import sign
-from tests.support.servers import Stack, assistant
+from tests.support.servers import Stack, assistant, crm_snapshot
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not (PROJECT_ROOT / "var" / "crm.db").is_file(),
@@ -69,11 +69,7 @@ def _fingerprint(db: Path) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def crm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    copy = tmp_path_factory.mktemp("nowrites") / "crm.db"
-    with sqlite3.connect(PROJECT_ROOT / "var" / "crm.db") as source, \
-            sqlite3.connect(copy) as target:
-        source.backup(target)
-    return copy
+    return crm_snapshot(tmp_path_factory.mktemp("nowrites"))
 
 
 @pytest.fixture(scope="module")
