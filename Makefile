@@ -21,7 +21,7 @@ OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser haproxy
+.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SENTIMENT := models/sentiment/LATEST
 # The pretrained sentence encoder (all-MiniLM-L6-v2), fetched at install time and
@@ -98,11 +98,7 @@ demo: train load train-models  ## Set up what is missing, then start everything
 browser:  ## Debian's Chromium for the browser tests
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-haproxy:  ## Debian's HAProxy, the load balancer in front of Rasa replicas (make run, bench, tests)
-	@PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || \
-		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q haproxy)
-
-test: install load train-models train browser haproxy lint  ## Lint, then every test (app env, then the bot env's own tests)
+test: install load train-models train browser lint  ## Lint, then every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 
@@ -123,7 +119,7 @@ report: train-models train  ## Held-out metrics of every model (reports/), under
 		$$($(BOT)/bin/python -c "import yaml; c = yaml.safe_load(open('config.yml')); \
 		print(next(p['threshold'] for p in c['pipeline'] if p['name'] == 'FallbackClassifier'))")
 
-bench: install load train haproxy  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
+bench: install load train  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
 	$(APP)/bin/python -m bench $(BENCH_ARGS)
 
 lock: | $(UV)  ## Re-pin requirements/*.txt from requirements/*.in

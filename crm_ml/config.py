@@ -84,13 +84,6 @@ class Settings:
         today: The "as of" date every relative period counts from (``CRM_TODAY``,
             ``YYYY-MM-DD``); empty, the default, means the last day of the loaded
             data for the demo data, the calendar date otherwise (crm_ml.asof).
-        smtp_url: Outgoing mail for replies to anonymous visitors (``CRM_SMTP_URL``,
-            e.g. ``smtp://user:pass@host:587``; empty: no e-mail is sent).
-        mail_from: The sender address of that mail (``CRM_MAIL_FROM``).
-        event_broker_url: A durable message broker for Rasa's events
-            (``CRM_EVENT_BROKER_URL``, e.g. ``amqp://guest:guest@127.0.0.1:5672/``);
-            empty, the default, writes events straight to the CRM.
-        event_queue: The broker's queue for those events (``CRM_EVENT_QUEUE``).
     """
 
     database_url: str
@@ -116,10 +109,6 @@ class Settings:
     rate_limit_ip_exempt: str = "127.0.0.0/8,::1"
     rasa_speedups: bool = True
     today: str = ""
-    smtp_url: str = field(default="", repr=False)
-    mail_from: str = "support@crm.example"
-    event_broker_url: str = field(default="", repr=False)
-    event_queue: str = "crm_events"
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -158,8 +147,4 @@ def get_settings() -> Settings:
         rate_limit_ip_exempt=_get(env, "CRM_RATE_LIMIT_IP_EXEMPT", "127.0.0.0/8,::1"),
         rasa_speedups=_get(env, "CRM_RASA_SPEEDUPS", "1") not in {"0", "false", "no"},
         today=_get(env, "CRM_TODAY", ""),
-        smtp_url=_get(env, "CRM_SMTP_URL", ""),
-        mail_from=_get(env, "CRM_MAIL_FROM", "support@crm.example"),
-        event_broker_url=_get(env, "CRM_EVENT_BROKER_URL", ""),
-        event_queue=_get(env, "CRM_EVENT_QUEUE", "crm_events"),
     )

@@ -1,9 +1,9 @@
 """The declarative base every CRM table shares, with Alembic-stable constraint names.
 
-The tables live in :mod:`crm_ml.db.models` (the core CRM) and its companions
-``models_insights`` (model outputs), ``models_helpdesk`` (threads, ratings) and
-``models_sales`` (follow-ups, undo); :mod:`crm_ml.db.models` imports them all, so
-importing it gives the whole schema.
+The tables live in :mod:`crm_ml.db.models` (the core CRM) and its companion
+``models_sales`` (follow-ups, undo), which :mod:`crm_ml.db.models` imports, so
+importing it gives the whole schema. A part of the product with tables of its
+own adds a companion module the same way, with its own Alembic branch.
 """
 
 from __future__ import annotations

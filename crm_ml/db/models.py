@@ -350,5 +350,5 @@ class AuditLog(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, server_default=func.now())
 
 
-# The companion modules' tables join the same metadata (imported last: they use Base).
-from crm_ml.db import models_helpdesk, models_insights, models_sales  # noqa: E402,F401
+# The sales assistant's tables join the same metadata (imported last: they use Base).
+from crm_ml.db import models_sales  # noqa: E402,F401
