@@ -33,8 +33,8 @@ console = Console(stderr=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Create or migrate the CRM schema to REVISION (default: head)."""
+def db_upgrade(revision: str = typer.Argument("heads")) -> None:
+    """Create or migrate the CRM schema to REVISION (default: every head)."""
     from crm_ml.config import get_settings
     from crm_ml.db import migrate
 

@@ -350,5 +350,17 @@ class AuditLog(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, server_default=func.now())
 
 
-# The sales assistant's tables join the same metadata (imported last: they use Base).
-from crm_ml.db import models_sales  # noqa: E402,F401
+# Each part's tables live in a companion module ``crm_ml/db/models_<part>.py`` (sales,
+# insights...) and join the same metadata; imported last, as they use Base.
+def _import_companions() -> None:
+    import importlib
+    import pkgutil
+
+    from crm_ml import db
+
+    for info in sorted(pkgutil.iter_modules(db.__path__), key=lambda i: i.name):
+        if info.name.startswith("models_"):
+            importlib.import_module(f"crm_ml.db.{info.name}")
+
+
+_import_companions()
