@@ -13,8 +13,10 @@ spend jump vs the customer's median); both detectors fit on the earlier
 period and rank the held-out orders plus the injected copies; precision@k
 (k = number injected) and recall per kind within the top k.
 
-No CRM table is written (no migration): the flagged real orders and customer
-weeks stay in the artifact; :func:`unusual_orders` reads them back.
+Training writes the flagged real orders and customer weeks (the top
+:data:`FLAG_SHARE` of each, at least :data:`N_FLAGGED`) with their reasons into
+``unusual_activity`` (:func:`write_flagged`); :func:`unusual_orders` reads that table
+for a period and, for a rep, their own accounts.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "inject",
     "train_and_store",
     "unusual_orders",
+    "write_flagged",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,7 +61,8 @@ KINDS: dict[str, str] = {
     "many_cancellations": "cancel_share",
     "spend_jump": "log_amount_vs_customer",
 }
-#: Flagged real orders / weeks kept in the artifact.
+#: Flagged real orders / weeks: the most unusual share of them, and at least N_FLAGGED.
+FLAG_SHARE = 0.01
 N_FLAGGED = 200
 #: Quantile of the training |z| beyond which a value counts as out of range.
 RANGE_QUANTILE = 0.999
@@ -307,8 +311,49 @@ def fit_artifact(orders: pd.DataFrame, *, seed: int = 0) -> AnomalyArtifact:
     W = weeks[list(fa.WEEK_FEATURES)]
     wm = AnomalyDetector("iforest", random_state=seed).fit(W)
     raw = orders[["invoice", "customer_id", "invoiced_at", "country", "amount", "quantity"]]
-    return AnomalyArtifact(om, wm, _flag(om, X, raw, N_FLAGGED),
-                           _flag(wm, W, weeks[["customer_id", "week"]], N_FLAGGED))
+    return AnomalyArtifact(om, wm, _flag(om, X, raw, _n_flagged(len(X))),
+                           _flag(wm, W, weeks[["customer_id", "week"]], _n_flagged(len(W))))
+
+
+def _n_flagged(n: int) -> int:
+    return max(N_FLAGGED, int(n * FLAG_SHARE))
+
+
+def write_flagged(*, session: Any, artifact: AnomalyArtifact, version: str) -> int:
+    """Replace ``unusual_activity`` with the artifact's flagged orders and weeks.
+
+    Returns:
+        Rows written.
+    """
+    from sqlalchemy import delete, insert
+
+    from crm_ml.db.models_insights import UnusualActivity
+
+    def number(value: Any) -> Any:
+        return None if value is None or pd.isna(value) else value
+
+    rows: list[dict[str, Any]] = []
+    for r in artifact.flagged_orders.to_dict("records"):
+        rows.append({"scope": "order", "invoice": str(r["invoice"]),
+                     "customer_id": number(r.get("customer_id")),
+                     "occurred_at": pd.Timestamp(r["invoiced_at"]).to_pydatetime(),
+                     "country": r.get("country"), "amount": float(r["amount"]),
+                     "quantity": float(r["quantity"]), "score": float(r["score"]),
+                     "reasons": list(r["reasons"])})
+    for r in artifact.flagged_weeks.to_dict("records"):
+        rows.append({"scope": "week", "invoice": None, "customer_id": number(r.get("customer_id")),
+                     "occurred_at": pd.Timestamp(r["week"]).to_pydatetime(), "country": None,
+                     "amount": None, "quantity": None, "score": float(r["score"]),
+                     "reasons": list(r["reasons"])})
+    for row in rows:
+        if row["customer_id"] is not None:
+            row["customer_id"] = int(row["customer_id"])
+        row["model_version"] = version
+    table = UnusualActivity.__table__
+    session.execute(delete(table))
+    if rows:
+        session.execute(insert(table), rows)
+    return len(rows)
 
 
 def _lines(url: str | None, say: Progress) -> tuple[pd.DataFrame, str]:
@@ -350,29 +395,39 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         params = {"orders_source": source, "holdout_weeks": HOLDOUT_WEEKS,
                   "n_per_kind": N_PER_KIND, "max_fit_rows": MAX_FIT_ROWS,
                   "seconds": run.seconds}
-        saved, _ = run.store(artifact, metrics=metrics, data_hash=transactions_hash(lines),
-                             params=params)
-        run.say(f"anomalies: stored version {saved.version}")
+        saved, n = run.store(artifact, metrics=metrics, data_hash=transactions_hash(lines),
+                             params=params, write=lambda s, version: write_flagged(
+                                 session=s, artifact=artifact, version=version))
+        run.say(f"anomalies: stored version {saved.version}, {n:,} unusual orders and weeks")
     return metrics
 
 
-def unusual_orders(since: Any | None = None, limit: int = 20,
-                   models_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The flagged real orders of the stored artifact, most unusual first.
+def unusual_orders(*, session: Any, since: Any | None = None, until: Any | None = None,
+                   customer_ids: Any | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """Flagged real orders from ``unusual_activity``, most unusual first.
 
     Args:
-        since: Only orders invoiced at or after this time.
+        session: CRM session.
+        since: Only orders placed at or after this time.
+        until: Only orders placed before this time.
+        customer_ids: Only these customers' orders (a rep's accounts); None: all.
         limit: At most this many.
-        models_dir: Registry root.
 
     Returns:
-        Dicts with ``invoice, customer_id, invoiced_at, country, amount,
-        quantity, score, reasons``.
+        Dicts with ``invoice, customer_id, invoiced_at, country, amount, quantity, score,
+        reasons``.
     """
-    from crm_ml import registry
+    from sqlalchemy import select
 
-    art, _info = registry.load(MODEL_NAME, models_dir=models_dir)
-    df = art.flagged_orders
+    from crm_ml.db.models_insights import UnusualActivity as t
+    query = select(t).where(t.scope == "order")
     if since is not None:
-        df = df[pd.to_datetime(df["invoiced_at"]) >= pd.Timestamp(since)]
-    return df.head(limit).to_dict("records")
+        query = query.where(t.occurred_at >= pd.Timestamp(since).to_pydatetime())
+    if until is not None:
+        query = query.where(t.occurred_at < pd.Timestamp(until).to_pydatetime())
+    if customer_ids is not None:
+        query = query.where(t.customer_id.in_(list(customer_ids)))
+    rows = session.scalars(query.order_by(t.score.desc(), t.id).limit(limit)).all()
+    return [{"invoice": r.invoice, "customer_id": r.customer_id, "invoiced_at": r.occurred_at,
+             "country": r.country, "amount": r.amount, "quantity": r.quantity, "score": r.score,
+             "reasons": list(r.reasons or [])} for r in rows]

@@ -16,7 +16,11 @@ held-out reward) and a uniformly random policy. A gain is only called
 :func:`next_best_offer` is a pure function for retail customers turning recommended
 products, the segment and the churn risk into an action text with its reasons.
 
-No CRM table is written (no migration): the fitted policy stays in the artifact.
+Training writes one row per lead and per retail customer into ``next_best_actions``
+(:func:`write_actions`): for Bank Marketing leads the policy's contact choice with its
+expected subscription rate, uplift over the logged rate and reasons; for retail customers
+:func:`next_best_offer` over their stored recommendations, segment and churn risk. The
+actions and the console only read that table (:func:`action_for`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from crm_ml.training import Progress, training
 
 __all__ = [
     "ACTIONS", "CONTEXT_COLUMNS", "MODEL_NAME", "NextBestAction", "actions_of",
-    "bootstrap_ci", "dr_value", "evaluate_nba", "ips_value", "next_best_offer", "recommend",
-    "train_and_store",
+    "action_for", "bootstrap_ci", "dr_value", "evaluate_nba", "ips_value", "lead_actions",
+    "next_best_offer", "recommend", "say_action", "train_and_store", "write_actions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -297,13 +301,143 @@ def next_best_offer(products: Sequence[str], segment: str | None,
     return {"action": action, "products": picks, "why": why}
 
 
+#: Words for the parts of an action label (``cellular/early``).
+CHANNEL_WORDS = {"cellular": "on their mobile", "telephone": "on their landline"}
+DAY_WORDS = {"early": "early in the week (Monday or Tuesday)", "mid": "midweek (Wednesday)",
+             "late": "late in the week (Thursday or Friday)"}
+#: Readable names of the context's design columns.
+COLUMN_WORDS = {"age": "their age", "previous": "earlier contacts", "pdays": "contacted before",
+                "poutcome_success": "the last campaign succeeded with them"}
+
+
+def say_action(action: str) -> str:
+    """An action label in words: ``cellular/early`` -> "Call on their mobile early in..."."""
+    channel, _, day = action.partition("/")
+    return f"Call {CHANNEL_WORDS.get(channel, channel)} {DAY_WORDS.get(day, day)}"
+
+
+def _say_column(column: str) -> str:
+    if column in COLUMN_WORDS:
+        return COLUMN_WORDS[column]
+    name, _, value = column.partition("_")
+    return f"{name} is {value.replace('.', ' ')}" if value else name
+
+
+def lead_actions(model: NextBestAction, features: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """The policy's action for many leads at once (vectorised :func:`recommend`).
+
+    Args:
+        model: A fitted :class:`NextBestAction` with ``columns_``.
+        features: One row per lead with the Bank Marketing fields of :data:`CONTEXT_COLUMNS`.
+        top: Reasons per lead.
+
+    Returns:
+        Columns ``action`` (label), ``expected_rate``, ``uplift``, ``reasons`` (words), on
+        ``features``' index.
+    """
+    x = _design(features, model.columns_).to_numpy()
+    q = model.expected_rewards(x)
+    best = q.argmax(axis=1)
+    reasons: list[list[str]] = [[] for _ in range(len(x))]
+    for a, reward_model in enumerate(model.reward_models_):
+        rows = np.flatnonzero(best == a)
+        if not len(rows) or not isinstance(reward_model, LogisticRegression):
+            continue
+        contrib = x[rows] * reward_model.coef_[0]
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        for i, row in enumerate(rows):
+            reasons[row] = [_say_column(model.columns_[j]) for j in order[i] if contrib[i, j] > 0]
+    rate = q[np.arange(len(q)), best]
+    return pd.DataFrame({"action": [ACTIONS[b] for b in best], "expected_rate": rate,
+                         "uplift": rate - model.base_rate_, "reasons": reasons},
+                        index=features.index)
+
+
+def _customer_offers(session: Any) -> list[dict[str, Any]]:
+    """:func:`next_best_offer` for every customer with a stored segment, churn score or
+    recommendation (from the CRM's model tables)."""
+    from sqlalchemy import select
+
+    from crm_ml.db import models as m
+
+    segments = dict(session.execute(select(m.Segment.customer_id, m.Segment.rfm_segment)).all())
+    churn = dict(session.execute(select(m.ChurnScore.customer_id, m.ChurnScore.probability)).all())
+    products: dict[int, list[str]] = {}
+    recs = session.execute(
+        select(m.Recommendation.customer_id, m.Product.description)
+        .join(m.Product, m.Product.stock_code == m.Recommendation.stock_code)
+        .where(m.Recommendation.customer_id.is_not(None))
+        .order_by(m.Recommendation.customer_id, m.Recommendation.rank))
+    for customer_id, description in recs:
+        products.setdefault(customer_id, []).append(description)
+    rows = []
+    for customer_id in sorted(set(segments) | set(churn) | set(products)):
+        offer = next_best_offer(products.get(customer_id, []), segments.get(customer_id),
+                                churn.get(customer_id))
+        rows.append({"lead_id": None, "customer_id": customer_id,
+                     "action": offer["action"][:200],
+                     "expected_rate": None, "uplift": None, "reasons": offer["why"]})
+    return rows
+
+
+def write_actions(*, session: Any, model: NextBestAction, version: str) -> int:
+    """Replace ``next_best_actions``: the policy for every open Bank Marketing lead, the
+    retail offer for every scored customer. Returns rows written."""
+    from sqlalchemy import delete, insert, select
+
+    from crm_ml.db import models as m
+    from crm_ml.db.models_insights import NextBestAction as Row
+
+    leads = session.execute(select(m.Lead.id, m.Lead.features)
+                            .where(m.Lead.source == "bank_marketing",
+                                   m.Lead.status.not_in(("won", "lost")))).all()
+    rows: list[dict[str, Any]] = []
+    if leads:
+        features = pd.DataFrame([f for _, f in leads], index=[i for i, _ in leads])
+        chosen = lead_actions(model, features)
+        rows += [{"lead_id": int(i), "customer_id": None, "action": r.action,
+                  "expected_rate": float(r.expected_rate), "uplift": float(r.uplift),
+                  "reasons": list(r.reasons)}
+                 for i, r in zip(chosen.index, chosen.itertuples(index=False), strict=True)]
+    rows += _customer_offers(session)
+    table = Row.__table__
+    session.execute(delete(table))
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(table), [{**r, "model_version": version}
+                                        for r in rows[start:start + 5000]])
+    logger.info("next best actions written: %d rows", len(rows))
+    return len(rows)
+
+
+def action_for(*, session: Any, lead_id: int | None = None,
+               customer_id: int | None = None) -> dict[str, Any] | None:
+    """The stored next best action of one lead or customer, or None when none is stored.
+
+    Returns:
+        ``{action, text, expected_rate, uplift, reasons, model_version}``; ``text`` is the
+        action in words.
+    """
+    from sqlalchemy import select
+
+    from crm_ml.db.models_insights import NextBestAction as t
+    where = t.lead_id == lead_id if lead_id is not None else t.customer_id == customer_id
+    row = session.scalars(select(t).where(where).limit(1)).first()
+    if row is None:
+        return None
+    text = say_action(row.action) if row.lead_id is not None else row.action
+    return {"action": row.action, "text": text, "expected_rate": row.expected_rate,
+            "uplift": row.uplift, "reasons": list(row.reasons or []),
+            "model_version": row.model_version}
+
+
 def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Evaluate off-policy, refit on all Bank Marketing rows, store the artifact.
 
     The data is the Bank Marketing file itself (the CRM holds no campaign log), all
-    41k rows; logistic models keep this to a few seconds. No CRM rows are written:
-    the policy stays in the artifact.
+    41k rows; logistic models keep this to a few seconds. The policy's action for every
+    open Bank Marketing lead and the retail offer for every scored customer go to
+    ``next_best_actions`` (:func:`write_actions`).
 
     Args:
         url: CRM database URL (registry record).
@@ -328,7 +462,11 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
         model.columns_ = list(x.columns)
         data_hash = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values
                                    .tobytes()).hexdigest()
-        run.store(model, metrics=metrics, data_hash=data_hash,
-                  params={"actions": ACTIONS, "clip": model.clip, "rows": len(df),
-                          "seconds": run.seconds})
+        run.say("nba: writing the next best action of every lead and customer")
+        _saved, n = run.store(model, metrics=metrics, data_hash=data_hash,
+                              params={"actions": ACTIONS, "clip": model.clip, "rows": len(df),
+                                      "seconds": run.seconds},
+                              write=lambda s, version: write_actions(session=s, model=model,
+                                                                     version=version))
+        run.say(f"nba: {n:,} next best actions written")
     return metrics

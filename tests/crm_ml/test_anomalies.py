@@ -77,10 +77,23 @@ def test_evaluate_and_unusual_orders_round_trip(synthetic, tmp_path, monkeypatch
     assert set(metrics["recall_by_kind"]) == set(anomalies.KINDS)
     art = anomalies.fit_artifact(orders)
     assert {"score", "reasons"} <= set(art.flagged_orders.columns)
-    from crm_ml import registry
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
 
-    monkeypatch.setattr(registry, "load", lambda name, models_dir=None: (art, None))
-    got = anomalies.unusual_orders(since="2011-03-01", limit=5)
-    assert len(got) <= 5
-    assert all(pd.Timestamp(r["invoiced_at"]) >= pd.Timestamp("2011-03-01") for r in got)
-    assert all(isinstance(r["reasons"], list) and r["reasons"] for r in got)
+    from crm_ml.db import models  # noqa: F401  (registers every table)
+    from crm_ml.db.base import Base
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        n = anomalies.write_flagged(session=session, artifact=art, version="v1")
+        assert n == len(art.flagged_orders) + len(art.flagged_weeks)
+        session.commit()
+        got = anomalies.unusual_orders(session=session, since="2011-03-01", limit=5)
+        assert 0 < len(got) <= 5
+        assert all(pd.Timestamp(r["invoiced_at"]) >= pd.Timestamp("2011-03-01") for r in got)
+        assert all(isinstance(r["reasons"], list) and r["reasons"] for r in got)
+        assert [r["score"] for r in got] == sorted((r["score"] for r in got), reverse=True)
+        one = got[0]["customer_id"]
+        mine = anomalies.unusual_orders(session=session, customer_ids=[one], limit=50)
+        assert mine and {r["customer_id"] for r in mine} == {one}

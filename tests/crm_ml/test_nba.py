@@ -65,3 +65,56 @@ def test_real_data_evaluation_and_recommend():
     rec = nba.recommend(model, df.iloc[0])
     assert rec["action"] in nba.ACTIONS
     assert 0 <= rec["expected_rate"] <= 1
+
+
+def _bank_model():
+    from crm_ml.datasets import read_bank_marketing
+
+    df = read_bank_marketing()
+    x, a, r = nba._prepare(df)
+    model = nba.NextBestAction().fit(x.to_numpy(), a, r)
+    model.columns_ = list(x.columns)
+    return df, model
+
+
+def test_lead_actions_match_recommend_one_by_one():
+    df, model = _bank_model()
+    sample = df.sample(40, random_state=3)
+    many = nba.lead_actions(model, sample)
+    for index, row in sample.iterrows():
+        one = nba.recommend(model, row)
+        assert many.loc[index, "action"] == one["action"]
+        assert abs(many.loc[index, "expected_rate"] - one["expected_rate"]) < 1e-9
+    assert nba.say_action("cellular/early").startswith("Call on their mobile early in the week")
+
+
+def test_write_actions_covers_open_bank_leads_and_customers(tmp_path):
+    import pytest
+
+    from tests.support.servers import ROOT, crm_snapshot
+
+    if not (ROOT / "var" / "crm.db").exists():
+        pytest.skip("the CRM is not loaded (make load train-models)")
+    from sqlalchemy import func, select
+
+    from crm_ml.db import models as m
+    from crm_ml.db import session_scope
+    from crm_ml.db.models_insights import NextBestAction as Row
+
+    url = f"sqlite:///{crm_snapshot(tmp_path)}"
+    _df, model = _bank_model()
+    with session_scope(url) as session:
+        n = nba.write_actions(session=session, model=model, version="t1")
+    with session_scope(url) as session:
+        bank = session.scalar(select(func.count()).select_from(m.Lead)
+                              .where(m.Lead.source == "bank_marketing"))
+        leads = session.scalar(select(func.count()).select_from(Row)
+                               .where(Row.lead_id.is_not(None)))
+        assert leads == bank and n > bank
+        lead_id = session.scalar(select(m.Lead.id).where(m.Lead.source == "bank_marketing"))
+        got = nba.action_for(session=session, lead_id=lead_id)
+        assert got["text"].startswith("Call on their") and 0 <= got["expected_rate"] <= 1
+        customer = session.scalar(select(Row.customer_id).where(Row.customer_id.is_not(None)))
+        offer = nba.action_for(session=session, customer_id=customer)
+        assert offer["reasons"] and offer["model_version"] == "t1"
+        assert nba.action_for(session=session, lead_id=-5) is None
