@@ -109,5 +109,7 @@ def explain_lookup(dispatcher: CollectingDispatcher, error: Exception) -> None:
                                  lead_name=error.lead_name, options=options,
                                  first=error.candidates[0][0])
     elif isinstance(error, sales.NoData):
-        response = {"forecast": "utter_no_forecast", "segments": "utter_no_segments"}
+        response = {"forecast": "utter_no_forecast", "segments": "utter_no_segments",
+                    "topics": "utter_no_topics", "next_best_action": "utter_no_next_action",
+                    "next_best_action_lead": "utter_no_next_action_lead"}
         dispatcher.utter_message(response=response.get(error.what, "utter_crm_unavailable"))

@@ -97,6 +97,13 @@ def orders_text(view: customer360.Customer360, last_only: bool) -> str:
             + "; ".join(lines) + ".")
 
 
+def predicted_text(p: customer360.PredictedValue) -> str:
+    """The lifetime-value outlook in one sentence."""
+    return (f"Predicted: {say_money(p.spend_6m)} in the next 6 months and "
+            f"{say_money(p.spend_12m)} in the next 12 (about {p.purchases_12m:.1f} orders), "
+            f"{say_percent(p.prob_alive)} likely still active.")
+
+
 def view_text(v: customer360.Customer360) -> str:
     """The 360 in a few sentences (each only when the CRM holds the fact)."""
     who = f"Customer {v.id}, {v.name}"
@@ -112,6 +119,11 @@ def view_text(v: customer360.Customer360) -> str:
         parts.append(f"Churn risk {say_percent(v.churn)}" + (f", because: {why}." if why else "."))
     value = f"Value so far {say_money(v.value_so_far)} over {v.orders:,} orders"
     parts.append(value + ".")
+    if v.predicted is not None:
+        parts.append(predicted_text(v.predicted))
+    if v.next_action:
+        why = say_list(v.next_action_reasons[:2])
+        parts.append(f"Next best action: {v.next_action}" + (f" ({why})." if why else "."))
     if v.last_orders:
         parts.append("Last orders: " + "; ".join(
             f"{o.id} of {say_date(o.date)}, {say_money(o.total)}" for o in v.last_orders) + ".")

@@ -1,6 +1,7 @@
 """Customer 360 for staff: who a customer is, owner, segment, churn risk with reasons,
-value so far, last orders,
-open tickets and escalations, last contact.
+value so far and predicted (``customer_values``, :mod:`crm_ml.clv`), the next best
+action (``next_best_actions``, :mod:`crm_ml.nba`), last orders, open tickets and
+escalations, last contact.
 
 A rep sees only their accounts, a manager the team's, an agent all; anyone else
 gets :class:`~crm_ml.authz.Forbidden`. A customer outside the caller's reach is
@@ -17,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from crm_ml import authz
 from crm_ml.db import models as m
+from crm_ml.db.models_insights import CustomerValue, NextBestAction
 from crm_ml.identity import Identity
 from crm_ml.sales.common import CustomerNotFound, Reason, in_scope, reasons_of, scope_word
 
-__all__ = ["Customer360", "CustomerChoices", "OrderLine360", "customer_360",
+__all__ = ["Customer360", "CustomerChoices", "OrderLine360", "PredictedValue", "customer_360",
            "find_customers"]
 
 
@@ -48,6 +50,17 @@ class OrderLine360:
 
 
 @dataclass(frozen=True)
+class PredictedValue:
+    """The lifetime-value model's outlook for a customer (from ``customer_values``)."""
+
+    prob_alive: float
+    purchases_6m: float
+    spend_6m: float
+    purchases_12m: float
+    spend_12m: float
+
+
+@dataclass(frozen=True)
 class Customer360:
     """Everything a rep wants on one screen about a customer."""
 
@@ -67,6 +80,9 @@ class Customer360:
     open_escalations: int = 0
     last_contact: dt.datetime | None = None
     last_contact_kind: str | None = None
+    predicted: PredictedValue | None = None
+    next_action: str | None = None
+    next_action_reasons: list[str] = field(default_factory=list)
 
 
 def find_customers(*, session: Session, identity: Identity, name: str,
@@ -132,6 +148,9 @@ def customer_360(*, session: Session, identity: Identity, customer_id: int | Non
         select(m.Interaction.created_at, m.Interaction.kind)
         .where(m.Interaction.customer_id == customer_id)
         .order_by(m.Interaction.created_at.desc()).limit(1)).first()
+    value = session.get(CustomerValue, customer_id)
+    action = session.scalars(select(NextBestAction)
+                             .where(NextBestAction.customer_id == customer_id).limit(1)).first()
     return Customer360(
         id=customer_id, name=customer.name, account=row.account, country=customer.country,
         owner=row.owner,
@@ -145,4 +164,8 @@ def customer_360(*, session: Session, identity: Identity, customer_id: int | Non
         open_tickets=int(tickets), open_escalations=int(escalations),
         last_contact=contact.created_at if contact else None,
         last_contact_kind=contact.kind if contact else None,
+        predicted=PredictedValue(value.prob_alive, value.purchases_6m, value.spend_6m,
+                                 value.purchases_12m, value.spend_12m) if value else None,
+        next_action=action.action if action else None,
+        next_action_reasons=list(action.reasons or []) if action else [],
     )

@@ -264,7 +264,14 @@ def _country(session: Session, raw: str | None, text: str) -> str | None:
     return country
 
 
-def _period(raw: str | None, text: str, today: dt.date, default: str | None) -> Period | None:
+def find_period(raw: str | None, text: str, today: dt.date,
+                default: str | None) -> Period | None:
+    """The period of a question: the ``raw`` entity's words, else a period phrase in
+    ``text``, else ``default`` (None: no period).
+
+    Raises:
+        UnclearPeriod: ``raw`` is not a period understood here.
+    """
     if raw:
         for words in (raw, f"last {raw}"):  # "6 months" asked about the past: the last 6
             try:
@@ -297,7 +304,7 @@ def _start(session: Session, identity: Identity, text: str, period: str | None,
     authz.require(identity, "analytics.read")
     info = asof.as_of(session)  # one look at the data gives both the day and its note
     today = info.day
-    return (today, info.note, _period(period, text, today, default),
+    return (today, info.note, find_period(period, text, today, default),
             _country(session, country, text), terms_of(text))
 
 
