@@ -1,8 +1,8 @@
 """Follow-ups: a rep's tasks ("remind me to call lead 49498 tomorrow at 10"), their list,
 their completion, and the Telegram reminder when one falls due.
 
-Due times are read in the rep's time zone (:attr:`crm_ml.config.Settings.timezone`;
-reps carry no zone of their own yet) relative to a given day (the caller passes
+Due times are read in the rep's time zone (``sales_reps.timezone``, else the CRM's
+:attr:`crm_ml.config.Settings.timezone`; :func:`rep_timezone`) relative to a given day (the caller passes
 :func:`crm_ml.asof.today`), and stored as naive UTC. Every write is audited and
 can be undone in its conversation (:mod:`crm_ml.undo`).
 """
@@ -44,6 +44,7 @@ __all__ = [
     "list_tasks",
     "my_followups",
     "parse_due",
+    "rep_timezone",
     "remind",
     "send_due_reminders",
     "task_kind",
@@ -194,6 +195,12 @@ def _info(task: Task) -> TaskInfo:
     local = task.due_at.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(task.timezone))
     return TaskInfo(task.id, task.kind, task.title, local.replace(tzinfo=None), task.timezone,
                     task.status, task.lead_id, task.customer_id)
+
+
+def rep_timezone(session: Session, identity: Identity) -> str:
+    """The caller's time zone: their own (``sales_reps.timezone``), else the CRM's."""
+    zone = session.scalar(select(m.SalesRep.timezone).where(m.SalesRep.handle == identity.user))
+    return zone or get_settings().timezone
 
 
 def _rep_id(session: Session, identity: Identity) -> int:
@@ -350,7 +357,8 @@ def remind(*, session: Session, identity: Identity, number: int, message: str,
     target = aim(session, identity, number, kind)
     if isinstance(target, NeedsChoice):
         return target
-    due = parse_due(message, today=today or asof.today(session))
+    due = parse_due(message, today=today or asof.today(session),
+                    timezone=rep_timezone(session, identity))
     return create_task(session=session, identity=identity, target=target, message=message,
                        due=due, sender_id=sender_id)
 
@@ -377,7 +385,7 @@ def my_followups(*, session: Session, identity: Identity, today: dt.date | None 
                  span: str = "week") -> list[TaskInfo]:
     """The caller's open follow-ups for ``span``: ``"today"``, ``"week"`` (today to the
     coming Sunday) or ``"all"``; overdue ones come first in every span."""
-    zone = ZoneInfo(get_settings().timezone)
+    zone = ZoneInfo(rep_timezone(session, identity))
     today = today or asof.today(session)
     if span == "today":
         last = today

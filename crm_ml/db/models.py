@@ -72,6 +72,8 @@ class SalesRep(Base):
     email: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))  # "rep" | "manager"
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("sales_reps.id"))
+    # IANA zone their follow-ups are due in (None: the CRM's CRM_TIMEZONE).
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class Customer(Base):

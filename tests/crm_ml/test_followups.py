@@ -82,6 +82,19 @@ def test_a_reminder_is_a_task_on_the_reps_own_lead_audited_and_listed(url: str) 
     assert [t.id for t in mine] == [task.id] and other == []
 
 
+def test_a_reps_own_time_zone_sets_the_due_time(url: str) -> None:
+    with session_scope(url) as s:
+        s.get(m.SalesRep, 2).timezone = "America/New_York"
+    with session_scope(url) as s:
+        task = followups.remind(session=s, identity=REP2, number=412, today=DAY,
+                                message="remind me to call 412 tomorrow at 10")
+        stored = s.scalar(select(Task.due_at).where(Task.id == task.id))
+        zone = followups.rep_timezone(s, REP3)
+    assert (task.due_local, task.timezone) == (dt.datetime(2011, 12, 10, 10), "America/New_York")
+    assert stored == dt.datetime(2011, 12, 10, 15)  # 10:00 in New York is 15:00 UTC
+    assert zone == "Europe/London"  # rep 3 has none: the CRM's zone
+
+
 def test_done_with_the_call_closes_the_task(url: str) -> None:
     with session_scope(url) as s:
         task = followups.remind(session=s, identity=REP2, number=12347, today=DAY,
