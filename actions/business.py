@@ -112,7 +112,11 @@ def _where(answer: questions.Answer) -> str:
 
 
 def _say(dispatcher: CollectingDispatcher, answer: questions.Answer, lines: list[str]) -> None:
-    """The answer's lines, then the as-of sentence when there is one."""
+    """The answer's lines, a word when fewer rows than asked are listed, then the as-of
+    sentence when there is one."""
+    if answer.terms.asked is not None:
+        lines = [*lines, f"You asked for {answer.terms.asked:,}; I list at most "
+                         f"{answer.terms.n} at a time, so these are the first {answer.terms.n}."]
     if answer.as_of_note:
         lines = [*lines, answer.as_of_note]
     dispatcher.utter_message(text="\n".join(lines))

@@ -107,6 +107,8 @@ class Terms:
         status: A lead status, or None.
         min_score: Lowest lead score (0..1), or None.
         max_score: Highest lead score (0..1), or None.
+        asked: The N as asked, when it was more than the most listed at once
+            (:data:`business.MAX_ROWS`), so that the answer can say so.
     """
 
     n: int | None = None
@@ -117,6 +119,7 @@ class Terms:
     status: str | None = None
     min_score: float | None = None
     max_score: float | None = None
+    asked: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,13 @@ def _score(text: str) -> float:
 def terms_of(text: str) -> Terms:
     """The terms of a question in words ("top 3 products by quantity", "score above 80")."""
     t = " ".join((text or "").lower().replace("’", "'").split())[:300]
-    n = None
+    n = asked = None
     m = re.search(r"\b(?:top|best|first|largest|biggest|worst)\s+(\d{1,4}|" +
                   "|".join(_WORD_NUMBERS) + r")\b", t) or re.search(
         r"\b(\d{1,2})\s+(?:best|top|biggest|largest|most)\b", t)
     if m:
         n = int(m.group(1)) if m.group(1).isdigit() else _WORD_NUMBERS[m.group(1)]
+        asked = n if n > business.MAX_ROWS else None
         n = max(1, min(n, business.MAX_ROWS))
     by = "revenue"
     if re.search(r"\b(?:quantity|quantities|units?|volume|pieces|items sold|most sold|"
@@ -216,7 +220,7 @@ def terms_of(text: str) -> Terms:
     for bound in (low, high):
         if bound is not None and not 0 <= bound <= 1:
             low = high = None
-    return Terms(n, by, group_by, compare, source, status, low, high)
+    return Terms(n, by, group_by, compare, source, status, low, high, asked)
 
 
 _SEGMENT_WORDS = re.compile(

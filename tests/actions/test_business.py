@@ -61,6 +61,16 @@ def test_top_products_in_a_country(loaded: str) -> None:
     assert len(lines) == 5 and lines[-1] == AS_OF
 
 
+def test_more_than_listed_at_once_is_said(loaded: str) -> None:
+    _, said = run(business.ActionTopProducts(),
+                  tracker("top 500 products in germany in 2011", "ask_top_products",
+                          country="germany"))
+    lines = said[0].split("\n")
+    assert lines[0] == "Top 25 products by net revenue in Germany in 2011:"
+    assert lines[-2] == ("You asked for 500; I list at most 25 at a time, so these are the "
+                         "first 25.")
+
+
 def test_unknown_country_and_period_are_asked_back(loaded: str) -> None:
     _, said = run(business.ActionTopProducts(),
                   tracker("top products in narnia", "ask_top_products"))
