@@ -97,11 +97,16 @@ def _asked_back(dispatcher: CollectingDispatcher, answer: questions.Answer) -> b
     if isinstance(problem, questions.UnclearPeriod):
         dispatcher.utter_message(response="utter_business_unclear_period", period=problem.raw)
         return True
+    if isinstance(problem, questions.UnknownProduct):
+        dispatcher.utter_message(response="utter_business_which_product", product=problem.raw)
+        return True
     return False
 
 
 def _where(answer: questions.Answer) -> str:
     parts = []
+    if answer.extra.get("product"):
+        parts.append(f"of {catalogue_name(answer.extra['product'])}")
     if answer.extra.get("segment"):
         parts.append(f"from the {answer.extra['segment']} segment")
     if answer.country:
@@ -152,12 +157,13 @@ class BusinessQuestion(Action, ABC):
         if not permitted(dispatcher, identity, self.permission):
             return []
         return await self.ask(dispatcher, identity, _text(tracker), _period_entity(tracker),
-                              entity(tracker, "country"))
+                              entity(tracker, "country"), entity(tracker, "product"))
 
     async def ask(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                  period: str | None, country: str | None) -> list[dict[str, Any]]:
+                  period: str | None, country: str | None,
+                  product: str | None = None) -> list[dict[str, Any]]:
         """Answer ``text``; ask back (and remember the question) what is not understood."""
-        answer = await self.call(dispatcher, identity, text, period, country)
+        answer = await self.call(dispatcher, identity, text, period, country, product)
         if answer is None:
             return []
         if _asked_back(dispatcher, answer):
@@ -169,7 +175,8 @@ class BusinessQuestion(Action, ABC):
 
     @abstractmethod
     async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                   period: str | None, country: str | None) -> questions.Answer | None:
+                   period: str | None, country: str | None,
+                   product: str | None = None) -> questions.Answer | None:
         """The one crm_ml call (via :func:`actions.crm.crm_call`)."""
 
     @abstractmethod
@@ -185,9 +192,10 @@ class ActionAskRevenue(BusinessQuestion):
         return "action_ask_revenue"
 
     async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                   period: str | None, country: str | None) -> questions.Answer | None:
+                   period: str | None, country: str | None,
+                   product: str | None = None) -> questions.Answer | None:
         return await crm_call(dispatcher, questions.ask_revenue, identity=identity, text=text,
-                              period=period, country=country)
+                              period=period, country=country, product=product)
 
     def answer(self, dispatcher: CollectingDispatcher, identity: Identity,
                answer: questions.Answer) -> None:
@@ -228,7 +236,8 @@ class ActionTopProducts(BusinessQuestion):
         return "action_top_products"
 
     async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                   period: str | None, country: str | None) -> questions.Answer | None:
+                   period: str | None, country: str | None,
+                   product: str | None = None) -> questions.Answer | None:
         return await crm_call(dispatcher, questions.ask_top_products, identity=identity,
                               text=text, period=period, country=country)
 
@@ -255,7 +264,8 @@ class ActionTopCustomers(BusinessQuestion):
         return "action_top_customers"
 
     async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                   period: str | None, country: str | None) -> questions.Answer | None:
+                   period: str | None, country: str | None,
+                   product: str | None = None) -> questions.Answer | None:
         return await crm_call(dispatcher, questions.ask_top_customers, identity=identity,
                               text=text, period=period, country=country)
 
@@ -284,7 +294,8 @@ class ActionInactiveCustomers(BusinessQuestion):
         return "action_inactive_customers"
 
     async def call(self, dispatcher: CollectingDispatcher, identity: Identity, text: str,
-                   period: str | None, country: str | None) -> questions.Answer | None:
+                   period: str | None, country: str | None,
+                   product: str | None = None) -> questions.Answer | None:
         return await crm_call(dispatcher, questions.ask_inactive_customers, identity=identity,
                               text=text, period=period)
 

@@ -2,9 +2,9 @@
 their completion, and the Telegram reminder when one falls due.
 
 Due times are read in the rep's time zone (``sales_reps.timezone``, else the CRM's
-:attr:`crm_ml.config.Settings.timezone`; :func:`rep_timezone`) relative to a given day (the caller passes
-:func:`crm_ml.asof.today`), and stored as naive UTC. Every write is audited and
-can be undone in its conversation (:mod:`crm_ml.undo`).
+:attr:`crm_ml.config.Settings.timezone`; :func:`rep_timezone`) relative to a given
+day (the caller passes :func:`crm_ml.asof.today`), and stored as naive UTC. Every write
+is audited and can be undone in its conversation (:mod:`crm_ml.undo`).
 """
 
 from __future__ import annotations

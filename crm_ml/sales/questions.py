@@ -94,6 +94,18 @@ class UnclearPeriod(CRMError):
         super().__init__(f"unclear period {raw!r}")
 
 
+class UnknownProduct(CRMError):
+    """The question names a product the catalogue does not hold.
+
+    Attributes:
+        raw: The words taken for a product.
+    """
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        super().__init__(f"unknown product {raw!r}")
+
+
 @dataclass(frozen=True)
 class Terms:
     """What the words of a question ask for besides the period and country.
@@ -156,7 +168,7 @@ def _asks_back(fn: Callable[..., Answer]) -> Callable[..., Answer]:
     def wrapper(*, session: Session, identity: Identity, **kwargs: Any) -> Answer:
         try:
             return fn(session=session, identity=identity, **kwargs)
-        except (UnknownCountry, UnclearPeriod) as exc:
+        except (UnknownCountry, UnclearPeriod, UnknownProduct) as exc:
             logger.info("business question not understood: %s", type(exc).__name__)
             return Answer(None, None, None, Terms(), asof.today(session), None, problem=exc)
 
@@ -315,7 +327,7 @@ def _start(session: Session, identity: Identity, text: str, period: str | None,
 @_asks_back
 def ask_revenue(*, session: Session, identity: Identity, text: str = "",
                 period: str | None = None, country: str | None = None,
-                segment: str | None = None) -> Answer:
+                segment: str | None = None, product: str | None = None) -> Answer:
     """Revenue (orders, customers) asked in words; a change when the words ask for one.
 
     Without a period: the last month (``"last month"`` as of the as-of date)... unless a
@@ -325,22 +337,29 @@ def ask_revenue(*, session: Session, identity: Identity, text: str = "",
         Forbidden: the caller is not staff.
         UnknownCountry: the words name a place with no orders.
         UnclearPeriod: the period entity cannot be read.
+        UnknownProduct: the product entity names nothing in the catalogue.
     """
     terms = terms_of(text)
     segment = segment or segment_in(text)
+    extra: dict[str, Any] = {"segment": segment} if segment else {}
+    code = None
+    if product:
+        found = business.find_products(product, session=session, limit=1)
+        if not found:
+            raise UnknownProduct(product)
+        code, extra["product"] = found[0]
     default = "this year" if terms.group_by else "last month"
     today, note, when, place, terms = _start(session, identity, text, period, country, default)
     if terms.compare and when is not None and terms.group_by is None:
         before = periods.previous(when)
         result = business.revenue_change(session=session, identity=identity, period=when,
-                                         before=before, country=place, segment=segment)
-        return Answer(result, when, place, terms, today, note, before,
-                      extra={"segment": segment} if segment else {})
+                                         before=before, country=place, segment=segment,
+                                         product=code)
+        return Answer(result, when, place, terms, today, note, before, extra=extra)
     result = business.revenue(session=session, identity=identity, period=when, country=place,
-                              segment=segment, group_by=terms.group_by,
+                              segment=segment, product=code, group_by=terms.group_by,
                               limit=terms.n or 10)
-    return Answer(result, when, place, terms, today, note,
-                  extra={"segment": segment} if segment else {})
+    return Answer(result, when, place, terms, today, note, extra=extra)
 
 
 @_asks_back

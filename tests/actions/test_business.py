@@ -61,6 +61,23 @@ def test_top_products_in_a_country(loaded: str) -> None:
     assert len(lines) == 5 and lines[-1] == AS_OF
 
 
+def test_revenue_of_one_product_by_name_or_code(loaded: str) -> None:
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue of regency cakestand in germany in 2011", "ask_revenue",
+                          product="regency cakestand", country="germany", period="2011"))
+    # the same figure as the top-products answer for Germany in 2011
+    assert said[0].startswith(
+        "Revenue of Regency cakestand 3 tier in Germany in 2011: £7,484"), said
+    _, by_code = run(business.ActionAskRevenue(),
+                     tracker("revenue of 22423 in germany in 2011", "ask_revenue",
+                             product="22423", country="germany", period="2011"))
+    assert by_code == said
+    _, said = run(business.ActionAskRevenue(),
+                  tracker("revenue of unicorn polish last month", "ask_revenue",
+                          product="unicorn polish"))
+    assert said == [{"response": "utter_business_which_product", "product": "unicorn polish"}]
+
+
 def test_more_than_listed_at_once_is_said(loaded: str) -> None:
     _, said = run(business.ActionTopProducts(),
                   tracker("top 500 products in germany in 2011", "ask_top_products",
