@@ -2,9 +2,11 @@
 their completion, and the Telegram reminder when one falls due.
 
 Due times are read in the rep's time zone (``sales_reps.timezone``, else the CRM's
-:attr:`crm_ml.config.Settings.timezone`; :func:`rep_timezone`) relative to a given
-day (the caller passes :func:`crm_ml.asof.today`), and stored as naive UTC. Every write
-is audited and can be undone in its conversation (:mod:`crm_ml.undo`).
+:attr:`crm_ml.config.Settings.timezone`; :func:`rep_timezone`) and stored as naive UTC.
+"Tomorrow at 10" counts from the calendar day in that zone, not from the as-of date of
+the data questions (:mod:`crm_ml.asof`): a reminder is for the rep's real tomorrow, so
+that on demo data ending in 2011 it is not due at once. Every write is audited and can
+be undone in its conversation (:mod:`crm_ml.undo`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from crm_ml import asof, authz
+from crm_ml import authz
 from crm_ml.audit import audit, utcnow
 from crm_ml.config import get_settings
 from crm_ml.contract import TELEGRAM_PREFIX
@@ -43,6 +45,7 @@ __all__ = [
     "due_tasks",
     "list_tasks",
     "my_followups",
+    "calendar_today",
     "parse_due",
     "rep_timezone",
     "remind",
@@ -87,7 +90,7 @@ def parse_due(message: str, *, today: dt.date, now: dt.datetime | None = None,
 
     Args:
         message: The rep's words.
-        today: The day "today" and "tomorrow" count from (the as-of date).
+        today: The day "today" and "tomorrow" count from (the rep's calendar day).
         now: The local time of day "in 2 hours" counts from (default 9:00 of ``today``).
         timezone: IANA zone of the rep (default: the settings' zone).
     """
@@ -195,6 +198,11 @@ def _info(task: Task) -> TaskInfo:
     local = task.due_at.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(task.timezone))
     return TaskInfo(task.id, task.kind, task.title, local.replace(tzinfo=None), task.timezone,
                     task.status, task.lead_id, task.customer_id)
+
+
+def calendar_today(zone: str) -> dt.date:
+    """Today's date on the calendar in ``zone`` (follow-ups are real-world appointments)."""
+    return dt.datetime.now(ZoneInfo(zone)).date()
 
 
 def rep_timezone(session: Session, identity: Identity) -> str:
@@ -357,8 +365,12 @@ def remind(*, session: Session, identity: Identity, number: int, message: str,
     target = aim(session, identity, number, kind)
     if isinstance(target, NeedsChoice):
         return target
-    due = parse_due(message, today=today or asof.today(session),
-                    timezone=rep_timezone(session, identity))
+    zone = rep_timezone(session, identity)
+    if today is None:  # the rep's real clock: "in 2 hours" from now
+        now = dt.datetime.now(ZoneInfo(zone)).replace(tzinfo=None, second=0, microsecond=0)
+        due = parse_due(message, today=now.date(), now=now, timezone=zone)
+    else:
+        due = parse_due(message, today=today, timezone=zone)
     return create_task(session=session, identity=identity, target=target, message=message,
                        due=due, sender_id=sender_id)
 
@@ -386,7 +398,7 @@ def my_followups(*, session: Session, identity: Identity, today: dt.date | None 
     """The caller's open follow-ups for ``span``: ``"today"``, ``"week"`` (today to the
     coming Sunday) or ``"all"``; overdue ones come first in every span."""
     zone = ZoneInfo(rep_timezone(session, identity))
-    today = today or asof.today(session)
+    today = today or calendar_today(zone.key)
     if span == "today":
         last = today
     elif span == "week":

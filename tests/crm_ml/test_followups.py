@@ -95,6 +95,14 @@ def test_a_reps_own_time_zone_sets_the_due_time(url: str) -> None:
     assert zone == "Europe/London"  # rep 3 has none: the CRM's zone
 
 
+def test_tomorrow_is_the_reps_real_tomorrow_not_the_data_as_of_date(url: str) -> None:
+    with session_scope(url) as s:
+        task = followups.remind(session=s, identity=REP2, number=412,
+                                message="remind me to call 412 tomorrow at 10")
+    today = followups.calendar_today("Europe/London")
+    assert task.due_local == dt.datetime.combine(today + dt.timedelta(days=1), dt.time(10))
+
+
 def test_done_with_the_call_closes_the_task(url: str) -> None:
     with session_scope(url) as s:
         task = followups.remind(session=s, identity=REP2, number=12347, today=DAY,
