@@ -272,3 +272,64 @@ def confusion_png(matrix: Any, labels: Sequence[str], *, title: str) -> bytes:
     ax.set_ylabel("actual")
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def paired_bars_png(labels: Sequence[str], ours: Sequence[float], baseline: Sequence[float], *,
+                    title: str, ours_label: str = "model", baseline_label: str = "baseline",
+                    xlabel: str = "", percent: bool = True) -> bytes | None:
+    """Horizontal bars of the model beside its baseline, one pair per label (recall per
+    kind of injected anomaly, rank correlation and top-decile capture...)."""
+    if not labels:
+        return None
+    import numpy as np
+
+    fig = _figure((6.0, 0.5 + 0.45 * len(labels)))
+    ax = fig.add_subplot()
+    y = np.arange(len(labels))[::-1]
+    fmt = "{:.0%}" if percent else "{:.2f}"
+    for offset, values, label, color in ((0.2, ours, ours_label, "#1f4e79"),
+                                         (-0.2, baseline, baseline_label, "#a6a6a6")):
+        bars = ax.barh(y + offset, list(values), height=0.38, label=label, color=color)
+        ax.bar_label(bars, fmt=fmt, fontsize=7, padding=2)
+    ax.set_yticks(y, list(labels))
+    if percent:
+        ax.set_xlim(0, 1.15)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def interval_png(estimates: Sequence[tuple[str, float, float | None, float | None]], *,
+                 title: str, xlabel: str) -> bytes | None:
+    """Point estimates with their intervals, one row each: ``(label, value, low, high)``."""
+    if not estimates:
+        return None
+    fig = _figure((6.0, 0.6 + 0.5 * len(estimates)))
+    ax = fig.add_subplot()
+    for row, (_label, value, low, high) in enumerate(reversed(list(estimates))):
+        if low is not None and high is not None:
+            ax.plot([low, high], [row, row], color="#1f4e79", linewidth=2)
+        ax.plot([value], [row], "o", color="#c55a11")
+        ax.annotate(f"{value:.3f}", (value, row), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=7)
+    ax.set_yticks(range(len(estimates)), [e[0] for e in reversed(list(estimates))])
+    ax.set_ylim(-0.6, len(estimates) - 0.4)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return _png(fig)
+
+
+def amounts_png(amounts: Sequence[tuple[str, float]], *, title: str) -> bytes | None:
+    """Horizontal bars of money amounts, one per label (actual against predicted revenue)."""
+    if not amounts:
+        return None
+    fig = _figure((5.5, 0.8 + 0.45 * len(amounts)))
+    ax = fig.add_subplot()
+    labels = [label for label, _ in amounts][::-1]
+    values = [value for _, value in amounts][::-1]
+    bars = ax.barh(labels, values, color="#1f4e79")
+    ax.bar_label(bars, labels=[money_axis(v) for v in values], fontsize=7, padding=2)
+    ax.xaxis.set_major_formatter(money_axis)
+    ax.set_title(title)
+    return _png(fig)

@@ -42,6 +42,7 @@ MODELS: dict[str, str] = {
     "sentiment": "crm_ml.sentiment",
     "anomalies": "crm_ml.anomalies",
     "nba": "crm_ml.nba",
+    "clv": "crm_ml.clv",
 }
 
 Message = Callable[[str], None]

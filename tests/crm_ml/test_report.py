@@ -63,8 +63,9 @@ def test_json_has_exactly_the_contract_shape(tmp_path: Path, offline_db: str) ->
     _store(tmp_path / "models")
     got = report.collect_metrics()
     assert list(got) == ["lead_scoring", "churn", "sentiment", "forecast", "recommendations",
-                         "segmentation", "anomalies", "next_best_action"]
-    assert got["anomalies"] is None and got["next_best_action"] is None  # not stored here
+                         "segmentation", "anomalies", "next_best_action", "clv"]
+    # not stored here
+    assert got["anomalies"] is None and got["next_best_action"] is None and got["clv"] is None
     assert set(got["lead_scoring"]) == {"bank_marketing", "x_education"}
     assert set(got["lead_scoring"]["bank_marketing"]) == {"auc", "accuracy", "precision",
                                                           "recall", "f1", "brier"}
@@ -144,3 +145,31 @@ def test_cli_mounted_on_crm_ml(tmp_path: Path, offline_db: str) -> None:
     assert out.is_file() and "<img " in out.read_text(encoding="utf-8")
     result = CliRunner().invoke(app, ["train", "nonsense"])
     assert result.exit_code == 2
+
+
+def test_the_papers_remaining_models_have_pictures_beside_their_baselines() -> None:
+    def run(name: str, metrics: dict, params: dict | None = None) -> report.RunInfo:
+        return report.RunInfo(name, "v1", "2026-12-05", metrics, params or {}, None)
+
+    runs = {
+        "anomalies": run("anomalies", {"precision_at_k": 0.7, "recall_by_kind": {"huge_amount": 0.9,
+                         "odd_hour": 1.0}, "baseline_precision_at_k": 0.3,
+                         "baseline_recall_by_kind": {"huge_amount": 1.0, "odd_hour": 0.0}}),
+        "next_best_action": run("nba", {"ips_gain": 0.01, "dr_gain": 0.02, "ci_low": 0.01,
+                                        "ci_high": 0.03, "significant": True,
+                                        "logged_value": 0.12, "random_dr_value": 0.11}),
+        "clv": run("clv", {"mae": 600.0, "spearman": 0.62, "top_decile_capture": 0.61,
+                           "baseline_mae": 670.0, "baseline_spearman": 0.59,
+                           "baseline_top_decile_capture": 0.60},
+                   {"evaluation": {"cutoff": "2011-06-09", "end": "2011-12-09",
+                                   "holdout_revenue": 4.1e6, "predicted_revenue": 3.8e6,
+                                   "baseline_revenue": 3.5e6}}),
+    }
+    sections = {s.key: s for s in report.build_sections(runs)}
+    for key, pictures in (("anomalies", 1), ("next_best_action", 1), ("clv", 2)):
+        images = sections[key].images
+        assert len(images) == pictures, key
+        assert all(png.startswith(b"\x89PNG") for _, png in images)
+    metrics = report.collect_metrics(runs=runs)
+    assert metrics["clv"]["spearman"] == 0.62 and metrics["clv"]["baseline_spearman"] == 0.59
+    assert sections["clv"].rows[0][0] == "mae"
