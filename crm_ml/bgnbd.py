@@ -5,7 +5,9 @@
   ``lambda ~ Gamma(r, alpha)`` and after each repeat purchase drops out with
   probability ``p ~ Beta(a, b)``. It gives the probability that a customer is
   still alive and the expected purchases in the next ``t`` units (Gauss'
-  hypergeometric function, :func:`scipy.special.hyp2f1`).
+  hypergeometric function, :func:`scipy.special.hyp2f1`). With
+  ``modified=True`` it is the MBG/NBD of Batislam, Denizel & Filiztekin (2007),
+  where the first purchase is a dropout chance too.
 * :class:`GammaGammaModel` (Fader, Hardie & Lee 2005, "RFM and CLV"): spend per
   purchase ``~ Gamma(p, nu)`` with ``nu ~ Gamma(q, v)`` across customers, so the
   expected spend per purchase shrinks each customer's mean towards the
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from scipy import optimize
-from scipy.special import expit, gammaln, hyp2f1
+from scipy.special import betaln, expit, gammaln, hyp2f1
 
 __all__ = ["BetaGeoModel", "GammaGammaModel"]
 
@@ -47,11 +49,32 @@ def _minimize(negll: Any, start: np.ndarray) -> optimize.OptimizeResult:
     return second if second.fun <= first.fun else first
 
 
+def _dead_log_odds(params: Sequence[float], x: np.ndarray, tx: np.ndarray, t_big: np.ndarray,
+                   k: float) -> np.ndarray:
+    """log of P(dropped out after the last purchase) / P(alive), per customer.
+
+    ``-inf`` where dropping out was impossible (BG/NBD, no repeat purchase).
+    ``k`` is 1 for MBG/NBD (a dropout chance right after the first purchase too).
+    """
+    r, alpha, a, b = params
+    possible = (x > 0) | (k > 0)
+    # b + x + k - 1 > 0 wherever dropping out was possible; elsewhere any positive value.
+    after = b + np.where(possible, x + k - 1, 1.0)
+    odds = np.log(a) - np.log(after) + (r + x) * (np.log(alpha + t_big) - np.log(alpha + tx))
+    return np.where(possible, odds, -np.inf)
+
+
 class BetaGeoModel:
-    """BG/NBD: purchase counts and dropout (Fader, Hardie & Lee 2005).
+    """BG/NBD (Fader, Hardie & Lee 2005) or MBG/NBD: purchase counts and dropout.
+
+    In BG/NBD a customer can drop out only right after a repeat purchase, so a
+    customer who bought once is certainly alive whatever the time since. With
+    ``modified=True`` (MBG/NBD, Batislam, Denizel & Filiztekin 2007) the first
+    purchase is a dropout chance too: one-time buyers of long ago fade.
 
     Args:
         penalizer: L2 penalty on the parameters (0: plain maximum likelihood).
+        modified: MBG/NBD instead of BG/NBD.
 
     Attributes:
         params_: ``{"r", "alpha", "a", "b"}``.
@@ -59,29 +82,29 @@ class BetaGeoModel:
         n_customers_: Customers fitted on.
     """
 
-    def __init__(self, penalizer: float = 0.0) -> None:
+    def __init__(self, penalizer: float = 0.0, modified: bool = False) -> None:
         self.penalizer = penalizer
+        self.modified = modified
 
     @staticmethod
-    def log_likelihood(params: Sequence[float], frequency: Any, recency: Any, T: Any
-                       ) -> np.ndarray:
+    def log_likelihood(params: Sequence[float], frequency: Any, recency: Any, T: Any, *,
+                       modified: bool = False) -> np.ndarray:
         """Each customer's log-likelihood under ``params = (r, alpha, a, b)``.
 
         Args:
-            params: The four BG/NBD parameters.
+            params: The four parameters.
             frequency: Repeat purchases ``x``.
             recency: Time of the last repeat purchase since the first ``t_x``.
             T: Time since the first purchase.
+            modified: MBG/NBD instead of BG/NBD.
         """
         r, alpha, a, b = params
         x, tx, t_big = _as_arrays(frequency, recency, T)
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-        a3 = -(r + x) * np.log(alpha + t_big)
-        x1 = np.maximum(x, 1.0)
-        a4 = np.where(x > 0, np.log(a) - np.log(b + x1 - 1) - (r + x) * np.log(alpha + tx),
-                      -np.inf)
-        return a1 + a2 + np.logaddexp(a3, a4)
+        k = 1.0 if modified else 0.0
+        counts = gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + t_big)
+        survive = betaln(a, b + x + k) - betaln(a, b)  # E[(1 - p)^(x + k)]
+        return (counts + survive
+                + np.logaddexp(0.0, _dead_log_odds(params, x, tx, t_big, k)))
 
     def fit(self, frequency: Any, recency: Any, T: Any) -> BetaGeoModel:
         """Fit ``r, alpha, a, b`` by maximum likelihood.
@@ -108,18 +131,18 @@ class BetaGeoModel:
 
         def negll(log_params: np.ndarray) -> float:
             params = np.exp(log_params)
-            ll = self.log_likelihood(params, rows[:, 0], rows[:, 1], rows[:, 2])
+            ll = self.log_likelihood(params, rows[:, 0], rows[:, 1], rows[:, 2],
+                                     modified=self.modified)
             value = -(weights * ll).sum() / total + self.penalizer * float(params @ params)
             return float(value) if np.isfinite(value) else 1e12
 
         scale = max(float(t_big.mean()), 1e-3)
-        start = np.log([1.0, scale, 1.0, 1.0])
-        res = _minimize(negll, start)
+        res = _minimize(negll, np.log([1.0, scale, 1.0, 1.0]))
         r, alpha, a, b = np.exp(res.x)
         self.params_ = {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b)}
         self.log_likelihood_ = -float(res.fun)
         self.n_customers_ = int(total)
-        logger.info("BG/NBD on %d customers: %s", total,
+        logger.info("%s on %d customers: %s", "MBG/NBD" if self.modified else "BG/NBD", total,
                     {k: round(v, 4) for k, v in self.params_.items()})
         return self
 
@@ -128,6 +151,10 @@ class BetaGeoModel:
             raise RuntimeError("BetaGeoModel is not fitted yet")
         p = self.params_
         return p["r"], p["alpha"], p["a"], p["b"]
+
+    @property
+    def _k(self) -> float:
+        return 1.0 if getattr(self, "modified", False) else 0.0
 
     def prob_alive(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Probability that each customer is still alive at the end of the observation.
@@ -138,26 +165,24 @@ class BetaGeoModel:
             T: Time since the first purchase.
 
         Returns:
-            Probabilities; 1 for a customer with no repeat purchase (in BG/NBD a
-            customer can only drop out right after a repeat purchase).
+            Probabilities; in BG/NBD 1 for a customer with no repeat purchase (who
+            cannot have dropped out yet), in MBG/NBD lower the longer ago they bought.
         """
-        r, alpha, a, b = self._p()
         x, tx, t_big = _as_arrays(frequency, recency, T)
-        x1 = np.maximum(x, 1.0)
-        log_odds_dead = (np.log(a) - np.log(b + x1 - 1)
-                         + (r + x) * (np.log(alpha + t_big) - np.log(alpha + tx)))
-        return np.where(x > 0, expit(-log_odds_dead), 1.0)
+        return expit(-_dead_log_odds(self._p(), x, tx, t_big, self._k))
 
-    def expected_purchases(self, t: float, frequency: Any = None, recency: Any = None,
+    def expected_purchases(self, t: Any, frequency: Any = None, recency: Any = None,
                            T: Any = None) -> np.ndarray:
         """Expected purchases in the next ``t`` time units.
 
         With the customer's history (``frequency``, ``recency``, ``T``) this is
-        the conditional expectation of FHL (2005, eq. 10); without it, that of a
-        customer just acquired (``x = t_x = T = 0``), i.e. ``E[X(t)]``.
+        the conditional expectation of FHL (2005, eq. 10): P(alive) times the
+        posterior mean of ``(1 - ((alpha + T) / (alpha + T + p t))^(r + x)) / p``,
+        in closed form with :func:`scipy.special.hyp2f1`. Without a history, that
+        of a customer just acquired (``x = t_x = T = 0``), i.e. ``E[X(t)]``.
 
         Args:
-            t: Horizon in the model's time unit.
+            t: Horizon in the model's time unit (a number, or one per customer).
             frequency: Repeat purchases (None: a new customer).
             recency: Time of the last repeat purchase since the first.
             T: Time since the first purchase.
@@ -165,21 +190,23 @@ class BetaGeoModel:
         Returns:
             Expected purchases, one per customer.
         """
-        r, alpha, a, b = self._p()
+        params = self._p()
+        r, alpha, a, b = params
+        if abs(a - 1) < 1e-9:  # the closed form is 0/0 at a = 1; it is continuous there
+            a = 1 + 1e-9
+        k = self._k
         if frequency is None:
             frequency, recency, T = [0.0], [0.0], [0.0]
         x, tx, t_big = _as_arrays(frequency, recency, T)
-        z = t / (alpha + t_big + t)
+        t = np.asarray(t, dtype=float)
+        bk = b + x + k  # the posterior of p given alive is Beta(a, b + x + k)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             shrink = np.exp((r + x) * (np.log(alpha + t_big) - np.log(alpha + t_big + t)))
-            top = (a + b + x - 1) / (a - 1) * (1 - shrink * hyp2f1(r + x, b + x, a + b + x - 1, z))
-            x1 = np.maximum(x, 1.0)
-            odds_dead = np.where(
-                x > 0, np.exp(np.log(a) - np.log(b + x1 - 1)
-                              + (r + x) * (np.log(alpha + t_big) - np.log(alpha + tx))), 0.0)
-            out = top / (1 + odds_dead)
-        # A customer almost surely dead (odds overflow) expects nothing.
-        return np.where(np.isfinite(odds_dead), out, 0.0)
+            grows = 1 - shrink * hyp2f1(r + x, bk, a + bk - 1, t / (alpha + t_big + t))
+            alive = expit(-_dead_log_odds((r, alpha, a, b), x, tx, t_big, k))
+            out = alive * (a + bk - 1) / (a - 1) * grows
+        # A customer almost surely gone (alive underflows to 0) expects nothing.
+        return np.where(alive > 0, out, 0.0)
 
 
 class GammaGammaModel:
