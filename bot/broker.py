@@ -14,8 +14,12 @@ write per event was 15% of a loaded Rasa process. A row waits there at most
 ``max_pending``) and written when it is back; ``close()`` (Rasa shutting down)
 writes what is left. The tracker store holds every event regardless.
 
-The bot env runs SQLAlchemy 1.4, so this module writes with Core and bound
-parameters instead of crm_ml's SQLAlchemy 2 models. Configure in endpoints.yml::
+The rows are written by :func:`crm_ml.db.interactions.store_rows` (SQLAlchemy Core:
+the bot env runs SQLAlchemy 1.4). With ``CRM_EVENT_BROKER_URL`` set (RabbitMQ), the
+writer thread publishes the rows to a durable queue with publisher confirms
+(:class:`crm_ml.events.Publisher`) instead, and ``crm-ml events consume`` writes them:
+while the CRM is down they wait in RabbitMQ, not in this process. Only while RabbitMQ
+itself is unreachable are rows kept here, as above. Configure in endpoints.yml::
 
     event_broker:
       type: bot.broker.CRMEventBroker
@@ -28,7 +32,7 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Deque, Dict, List, Optional, Text, Tuple
+from typing import Any, Deque, Dict, List, Optional, Text
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -36,8 +40,10 @@ from rasa.utils.endpoints import EndpointConfig
 
 from bot import sql
 from bot.identity import verified_identity
+from crm_ml import events
 from crm_ml.config import get_settings
 from crm_ml.contract import channel_of
+from crm_ml.db.interactions import store_rows
 from crm_ml.pii import install_log_masking
 
 logger = logging.getLogger(__name__)
@@ -73,8 +79,9 @@ class CRMEventBroker(EventBroker):
         install_log_masking()  # the Rasa server's logs carry no personal data either
         self._url = bot_env_url(url or get_settings().database_url)
         self._secret = get_settings().identity_secret
+        self._amqp_url = get_settings().event_broker_url
+        self._publisher: Optional[events.Publisher] = None
         self._engine: Optional[sa.engine.Engine] = None
-        self._table: Optional[sa.Table] = None
         self._flush_interval = flush_interval
         self._pending: Deque[Dict[Text, Any]] = deque(maxlen=max_pending)
         self._wake = threading.Condition()
@@ -91,13 +98,10 @@ class CRMEventBroker(EventBroker):
         return cls(kwargs.get("url"), **{k: kwargs[k] for k in ("flush_interval",
                                                                  "max_pending") if k in kwargs})
 
-    def _connect(self) -> Tuple[sa.engine.Engine, sa.Table]:
-        if self._engine is None or self._table is None:
+    def _connect(self) -> sa.engine.Engine:
+        if self._engine is None:
             self._engine = sql.create_engine(self._url, future=True)
-            self._table = sa.Table("interactions", sa.MetaData(), autoload_with=self._engine)
-            self._links = sa.Table("channel_identities", sa.MetaData(),
-                                   autoload_with=self._engine)
-        return self._engine, self._table
+        return self._engine
 
     def publish(self, event: Dict[Text, Any]) -> None:
         """Queue a user or bot message for the writer; other events are ignored."""
@@ -222,45 +226,12 @@ class CRMEventBroker(EventBroker):
         return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:64]
 
     def _store_batch(self, rows: List[Dict[Text, Any]]) -> None:
-        engine, table = self._connect()
-        with engine.begin() as conn:
-            unlinked = {r["sender_id"] for r in rows
-                        if r["customer_id"] is None and r["rep_id"] is None}
-            links = {}
-            if unlinked:
-                links = {link.sender_id: link for link in conn.execute(
-                    sa.select(self._links.c.sender_id, self._links.c.customer_id,
-                              self._links.c.rep_id)
-                    .where(self._links.c.sender_id.in_(sorted(unlinked))))}
-            for row in rows:
-                link = links.get(row["sender_id"])
-                if link is not None and row["customer_id"] is None and row["rep_id"] is None:
-                    row["customer_id"], row["rep_id"] = link.customer_id, link.rep_id
-            wanted = {r["customer_id"] for r in rows if r["customer_id"] is not None}
-            known = set()
-            if wanted:
-                known = {cid for (cid,) in conn.execute(
-                    sa.text("SELECT id FROM customers WHERE id IN :ids AND NOT anonymized")
-                    .bindparams(sa.bindparam("ids", expanding=True)), {"ids": sorted(wanted)})}
-            for row in rows:
-                if row["customer_id"] is not None and row["customer_id"] not in known:
-                    row["customer_id"] = None  # signed, but unknown to the CRM or erased
-            if engine.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
-            else:
-                stmt = sa.insert(table).prefix_with("OR IGNORE")
-            conn.execute(stmt, rows)
-            linked = sorted({r["event_id"] for r in rows if r["customer_id"] is not None})
-            if linked:
-                # An erasure may have committed between the check above and the insert
-                # (SQLite runs that SELECT outside the write transaction): checked again
-                # now that this transaction holds the write lock.
-                conn.execute(sa.text(
-                    "UPDATE interactions SET customer_id = NULL WHERE event_id IN :ids "
-                    "AND customer_id IN (SELECT id FROM customers WHERE anonymized)")
-                    .bindparams(sa.bindparam("ids", expanding=True)), {"ids": linked})
+        if self._amqp_url:
+            if self._publisher is None:
+                self._publisher = events.Publisher(self._amqp_url)
+            self._publisher.publish(rows)  # the consumer writes them (crm-ml events consume)
+            return
+        store_rows(self._connect(), rows)
 
     def is_ready(self) -> bool:
         return True
@@ -273,3 +244,5 @@ class CRMEventBroker(EventBroker):
             self._wake.notify_all()
         if self._engine is not None:
             self._engine.dispose()
+        if self._publisher is not None:
+            self._publisher.close()

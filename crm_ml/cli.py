@@ -218,6 +218,16 @@ def _mount_sales_commands() -> None:
 _mount_sales_commands()
 
 
+def _mount_event_commands() -> None:
+    """Add ``events consume`` and ``events status`` from crm_ml.cli_events."""
+    from crm_ml.cli_events import app as events_app
+
+    app.add_typer(events_app, name="events")
+
+
+_mount_event_commands()
+
+
 def main() -> None:
     """Entry point of the ``crm-ml`` script; CRM errors end with a clear message."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -84,6 +84,10 @@ class Settings:
         today: The "as of" date every relative period counts from (``CRM_TODAY``,
             ``YYYY-MM-DD``); empty, the default, means the last day of the loaded
             data for the demo data, the calendar date otherwise (crm_ml.asof).
+        event_broker_url: RabbitMQ for the conversation events (``CRM_EVENT_BROKER_URL``,
+            ``amqp://user:password@host:5672/vhost``): Rasa publishes every message to a
+            durable queue and ``crm-ml events consume`` writes them to the CRM
+            (crm_ml.events). Empty, the default: Rasa writes them itself.
     """
 
     database_url: str
@@ -109,6 +113,7 @@ class Settings:
     rate_limit_ip_exempt: str = "127.0.0.0/8,::1"
     rasa_speedups: bool = True
     today: str = ""
+    event_broker_url: str = field(default="", repr=False)
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -147,4 +152,5 @@ def get_settings() -> Settings:
         rate_limit_ip_exempt=_get(env, "CRM_RATE_LIMIT_IP_EXEMPT", "127.0.0.0/8,::1"),
         rasa_speedups=_get(env, "CRM_RASA_SPEEDUPS", "1") not in {"0", "false", "no"},
         today=_get(env, "CRM_TODAY", ""),
+        event_broker_url=_get(env, "CRM_EVENT_BROKER_URL", ""),
     )

@@ -46,6 +46,14 @@ CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:a
   > >(tee var/log/console.log | sed 's/^/[console] /') 2>&1 &
 pids+=($!)
 
+# With CRM_EVENT_BROKER_URL (RabbitMQ), Rasa publishes the conversation events to a
+# durable queue and this consumer writes them to the CRM (crm_ml/events.py).
+if [ -n "${CRM_EVENT_BROKER_URL:-}" ]; then
+  .venv/bin/crm-ml events consume \
+    > >(tee var/log/events.log | sed 's/^/[events] /') 2>&1 &
+  pids+=($!)
+fi
+
 # Rasa through `python -m bot`: the `rasa` command with known, harmless library
 # warnings filtered (bot/quiet.py names each one and why). SQLAlchemy 1.4's
 # "2.0 is coming" notice and TensorFlow's C++ start-up log are switched off by
@@ -80,6 +88,7 @@ cat <<MSG
   Agent console:      http://$HOST:$CONSOLE_PORT/  (user: agent, password: ${CRM_DEMO_AGENT_PASSWORD:-demo-agent})
   Agents' API docs:   http://$HOST:$CONSOLE_PORT/api/docs  (signed-in agents only)
   Telegram:           $( [ -n "${TELEGRAM_TOKEN:-}" ] && echo "on (long polling)" || echo "off (set TELEGRAM_TOKEN)")
+  Events to the CRM:  $( [ -n "${CRM_EVENT_BROKER_URL:-}" ] && echo "through RabbitMQ (crm-ml events consume)" || echo "written by Rasa (set CRM_EVENT_BROKER_URL for RabbitMQ)")
   Press Ctrl-C to stop everything.
 
 MSG
