@@ -19,15 +19,27 @@ Times are measured in ``unit`` (``"W"`` weeks or ``"D"`` days) from midnight of
 each day, so a purchase day counts once whatever the number of invoices on it.
 :func:`calibration_and_holdout` adds the spend and purchase days of the period
 ``[cutoff, end)`` for the held-out evaluation.
+
+Seasons: BG/NBD assumes each customer buys at a constant rate, and Online
+Retail's customers buy about twice as often in the autumn ramp to Christmas as
+in winter. With a :class:`SeasonalClock` the summary's times are measured in
+*operational* time instead: each calendar day counts as much as the season's
+purchase intensity that week (:func:`season_index`, 1 on average over a year),
+so a customer buying at ``lambda x season`` buys at a constant rate on that
+clock, and the model's assumption holds again (dropout happens at purchases,
+so it does not care which clock is used).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["TIME_UNITS", "calibration_and_holdout", "purchase_days", "rfm_summary", "unit_days"]
+__all__ = ["TIME_UNITS", "SeasonalClock", "calibration_and_holdout", "purchase_days",
+           "rfm_summary", "season_index", "unit_days"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +77,89 @@ def purchase_days(tx: pd.DataFrame) -> pd.DataFrame:
     return days
 
 
-def rfm_summary(tx: pd.DataFrame, *, end: pd.Timestamp, unit: str = "W") -> pd.DataFrame:
+def _week_of_year(days: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+    """ISO week 1..52 of each day (week 53 counts as 52)."""
+    weeks = pd.DatetimeIndex(days).isocalendar().week.to_numpy()
+    return np.minimum(weeks.astype(int), 52)
+
+
+def season_index(tx: pd.DataFrame, *, end: pd.Timestamp, smooth: int = 1) -> np.ndarray:
+    """Relative purchase intensity of each ISO week of the year, 1 on average.
+
+    Counts the repeat purchase days (a customer's later days, not the first: that
+    is acquisition) per calendar week before ``end``, averages each week of the
+    year over the years seen, fills weeks never seen from their neighbours and
+    smooths over ``2 * smooth + 1`` weeks around the year.
+
+    Args:
+        tx: A transaction table.
+        end: Only lines before it count.
+        smooth: Half-width of the circular moving average, in weeks.
+
+    Returns:
+        52 factors (week 1 first); all ones when there are no repeat purchases.
+    """
+    days = purchase_days(tx[tx["invoiced_at"] < end])
+    first = days.groupby("customer_id")["day"].transform("min")
+    repeat = days.loc[days["day"] > first, "day"]
+    if repeat.empty:
+        return np.ones(52)
+    iso = pd.DatetimeIndex(repeat).isocalendar()
+    counts = pd.Series(1, index=[iso.year.to_numpy(), _week_of_year(repeat)]).groupby(
+        level=[0, 1]).sum()
+    per_week = counts.groupby(level=1).mean().reindex(range(1, 53)).astype(float)
+    values = per_week.interpolate(limit_direction="both").to_numpy()
+    width = 2 * smooth + 1
+    values = sum(np.roll(values, k) for k in range(-smooth, smooth + 1)) / width
+    return values / values.mean()
+
+
+class SeasonalClock:
+    """Operational time: calendar days weighted by their week's purchase intensity.
+
+    ``clock(when)`` is the operational time, in days, from ``origin`` to each
+    ``when``; a day of week ``w`` lasts ``index[w - 1]`` operational days. With
+    an index of ones it is plain calendar time.
+
+    Args:
+        index: 52 weekly factors, e.g. from :func:`season_index`.
+        origin: Where operational time starts (any day before the times asked).
+    """
+
+    def __init__(self, index: Any, origin: pd.Timestamp) -> None:
+        self.index = np.asarray(index, dtype=float)
+        self.origin = pd.Timestamp(origin).normalize()
+
+    def __call__(self, when: Any) -> np.ndarray:
+        """Operational days from :attr:`origin` to each time in ``when``."""
+        stamps = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(when)))
+        offset = (stamps - self.origin).total_seconds().to_numpy() / 86400.0
+        if offset.size == 0:
+            return offset
+        if offset.min() < 0:
+            raise ValueError("a time before the clock's origin")
+        whole = np.floor(offset).astype(int)
+        days = pd.date_range(self.origin, periods=int(whole.max()) + 1, freq="D")
+        rate = self.index[_week_of_year(days) - 1]
+        cum = np.concatenate([[0.0], np.cumsum(rate)])
+        return cum[whole] + (offset - whole) * rate[whole]
+
+    def span(self, start: pd.Timestamp, days: float) -> float:
+        """Operational days in the ``days`` calendar days after ``start``."""
+        start = pd.Timestamp(start)
+        both = self([start, start + pd.Timedelta(days=days)])
+        return float(both[1] - both[0])
+
+
+def rfm_summary(tx: pd.DataFrame, *, end: pd.Timestamp, unit: str = "W",
+                clock: SeasonalClock | None = None) -> pd.DataFrame:
     """The BG/NBD and Gamma-Gamma summary of each customer as of ``end``.
 
     Args:
         tx: A transaction table; lines at or after ``end`` are ignored.
         end: End of the observation period (usually a midnight).
         unit: Time unit of ``recency`` and ``T``: ``"W"`` or ``"D"``.
+        clock: Measure ``recency`` and ``T`` in its operational time (None: calendar).
 
     Returns:
         One row per customer with a sale before ``end``, indexed by ``customer_id``,
@@ -91,10 +179,17 @@ def rfm_summary(tx: pd.DataFrame, *, end: pd.Timestamp, unit: str = "W") -> pd.D
     first_spend = g["amount"].first()
     frequency = (n_days - 1).astype("int64")
     repeat_spend = spend - first_spend
+    if clock is None:
+        recency = (last - first).dt.days / per_unit
+        age = (pd.Timestamp(end) - first).dt.total_seconds() / 86400.0 / per_unit
+    else:
+        start = clock(first.to_numpy())
+        recency = pd.Series((clock(last.to_numpy()) - start) / per_unit, index=first.index)
+        age = pd.Series((clock([end])[0] - start) / per_unit, index=first.index)
     out = pd.DataFrame({
         "frequency": frequency,
-        "recency": (last - first).dt.days / per_unit,
-        "T": (pd.Timestamp(end) - first).dt.total_seconds() / 86400.0 / per_unit,
+        "recency": recency,
+        "T": age,
         "monetary": (repeat_spend / frequency.where(frequency > 0)).fillna(0.0),
         "spend": spend.astype(float),
         "first_spend": first_spend.astype(float),
@@ -104,7 +199,8 @@ def rfm_summary(tx: pd.DataFrame, *, end: pd.Timestamp, unit: str = "W") -> pd.D
 
 
 def calibration_and_holdout(tx: pd.DataFrame, *, cutoff: pd.Timestamp, end: pd.Timestamp,
-                            unit: str = "W") -> pd.DataFrame:
+                            unit: str = "W", clock: SeasonalClock | None = None
+                            ) -> pd.DataFrame:
     """The summary as of ``cutoff`` and what each customer did in ``[cutoff, end)``.
 
     Only customers with a sale before ``cutoff`` are kept: the model predicts
@@ -115,6 +211,7 @@ def calibration_and_holdout(tx: pd.DataFrame, *, cutoff: pd.Timestamp, end: pd.T
         cutoff: End of the calibration period.
         end: End of the holdout period.
         unit: Time unit (see :func:`rfm_summary`).
+        clock: Operational time (see :func:`rfm_summary`).
 
     Returns:
         :func:`rfm_summary` at ``cutoff`` plus ``holdout_spend`` and
@@ -126,7 +223,7 @@ def calibration_and_holdout(tx: pd.DataFrame, *, cutoff: pd.Timestamp, end: pd.T
     """
     if not pd.Timestamp(cutoff) < pd.Timestamp(end):
         raise ValueError("the cutoff must come before the end of the holdout")
-    summary = rfm_summary(tx, end=cutoff, unit=unit)
+    summary = rfm_summary(tx, end=cutoff, unit=unit, clock=clock)
     later = tx[(tx["invoiced_at"] >= cutoff) & (tx["invoiced_at"] < end)]
     days = purchase_days(later)
     g = days.groupby("customer_id")

@@ -1,4 +1,6 @@
-"""Lifetime value: BG/NBD and Gamma-Gamma recover known parameters, known formulas, real data.
+"""Lifetime value: BG/NBD, MBG/NBD and Gamma-Gamma recover known parameters; the closed
+forms, the seasonal clock and the RFM summary give known answers; on Online Retail II the
+model beats the historical-rate baseline; train_and_store writes what value_of reads.
 
 The known-answer tests simulate customers from the models' own generative
 processes with fixed seeds. BG/NBD's ``a`` and ``b`` are only weakly identified
@@ -330,6 +332,33 @@ def test_value_metrics_known_answers() -> None:
     assert clv.baseline_spend(summary, 26.0).tolist() == pytest.approx([100.0, 260.0])
 
 
+def test_seasonal_clock_known_answers() -> None:
+    flat = fv.SeasonalClock(np.ones(52), origin=pd.Timestamp("2010-01-04"))
+    when = pd.to_datetime(["2010-01-04 00:00", "2010-01-11 12:00", "2011-01-04 00:00"])
+    assert flat(when).tolist() == [0.0, 7.5, 365.0]
+    double = np.ones(52)
+    double[1] = 2.0  # ISO week 2 of any year counts twice
+    clock = fv.SeasonalClock(double, origin=pd.Timestamp("2010-01-04"))  # a Monday, week 1
+    assert clock.span(pd.Timestamp("2010-01-04"), 14) == pytest.approx(21.0)
+    assert clock.span(pd.Timestamp("2010-01-18"), 7) == pytest.approx(7.0)
+    with pytest.raises(ValueError, match="origin"):
+        clock([pd.Timestamp("2009-12-31")])
+
+
+def test_season_index_recovers_a_known_season() -> None:
+    """Customers all known from the first day buy three times as often in weeks 40-49."""
+    rng = np.random.default_rng(7)
+    days = pd.date_range("2010-01-04", "2011-12-25", freq="D")
+    weeks = np.minimum(days.isocalendar().week.to_numpy().astype(int), 52)
+    rate = np.where((weeks >= 40) & (weeks <= 49), 3.0, 1.0) * 0.02
+    rows = [(f"{c}-{i}", c, d, 10.0) for c in range(300)
+            for i, d in enumerate(days[(rng.random(len(days)) < rate) | (days == days[0])])]
+    index = fv.season_index(_tx(rows), end=pd.Timestamp("2011-12-26"), smooth=0)
+    assert index.mean() == pytest.approx(1.0)
+    high = index[39:49].mean() / np.r_[index[:38], index[50:]].mean()
+    assert high == pytest.approx(3.0, rel=0.1)
+
+
 def _synthetic_tx(n: int, seed: int) -> pd.DataFrame:
     """Transaction lines of ``n`` BG/NBD customers over 2010-2011 with Gamma-Gamma spend."""
     rng = np.random.default_rng(seed)
@@ -348,6 +377,11 @@ def _synthetic_tx(n: int, seed: int) -> pd.DataFrame:
                 break
             t += float(rng.exponential(1 / lam)) + 1 / 7
     return _tx(rows)
+
+
+def test_evaluation_needs_history_before_the_cutoff() -> None:
+    with pytest.raises(ValueError, match="more than 6 months of history"):
+        clv.evaluate(TX)  # five weeks of sales
 
 
 def test_weeks_and_days_give_the_same_predictions() -> None:
@@ -384,6 +418,8 @@ def test_train_and_store_writes_and_reads_values(sqlite_url: str, tmp_path) -> N
     assert "from the CRM" in messages[0] and "customer values written" in messages[-1]
     info = registry.latest(clv.MODEL_NAME, models_dir=tmp_path)
     assert info is not None and info.metrics == out and info.params["unit"] == "W"
+    longer = info.params["evaluation_12m"]  # 100 weeks of sales: the 12-month check ran
+    assert longer["cutoff"] < info.params["evaluation"]["cutoff"] and "spearman" in longer
     model, _ = registry.load(clv.MODEL_NAME, models_dir=tmp_path)
     assert isinstance(model, clv.CustomerValueModel)
     with session_scope(sqlite_url) as s:
@@ -404,12 +440,17 @@ def test_train_and_store_writes_and_reads_values(sqlite_url: str, tmp_path) -> N
 
 # --------------------------------------------------------------------------- real data
 
-@pytest.mark.slow
-def test_beats_the_baseline_on_online_retail() -> None:
+@pytest.fixture(scope="module")
+def online_retail() -> pd.DataFrame:
     from crm_ml.datasets import read_online_retail
     from crm_ml.features.transactions import clean_online_retail
 
-    metrics, info = clv.evaluate(clean_online_retail(read_online_retail()))
+    return clean_online_retail(read_online_retail())
+
+
+@pytest.mark.slow
+def test_beats_the_baseline_on_online_retail(online_retail: pd.DataFrame) -> None:
+    metrics, info = clv.evaluate(online_retail)
     assert info["cutoff"] == "2011-06-10" and info["customers"] > 4000
     assert metrics["spearman"] > metrics["baseline_spearman"] + 0.01
     assert metrics["top_decile_capture"] > metrics["baseline_top_decile_capture"]
@@ -420,10 +461,23 @@ def test_beats_the_baseline_on_online_retail() -> None:
     assert info["variant"] == "MBG/NBD" and other["variant"] == "BG/NBD"
     assert info["prob_alive_auc"] > 0.7 and other["prob_alive_auc"] < 0.5
     assert other["spearman"] == pytest.approx(metrics["spearman"], abs=0.01)
-    # Purchase days are predicted within 10% in total (the spend is low: the holdout
-    # has the Christmas season, the calibration period twice less of it).
-    assert info["purchase_days_predicted"] == pytest.approx(info["purchase_days_actual"],
-                                                            rel=0.1)
+    # The holdout's revenue in total within 10%.
+    assert info["predicted_revenue"] == pytest.approx(info["holdout_revenue"], rel=0.1)
+    assert info["calendar_time"]["spearman"] == pytest.approx(metrics["spearman"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_seasonal_clock_when_scored_after_christmas(online_retail: pd.DataFrame) -> None:
+    """Cutoff 2010-12-10, as the CRM's values are scored in December: the calendar-time
+    model carries the autumn's pace into the winter, the seasonal clock does not."""
+    metrics, info = clv.evaluate(online_retail[online_retail["invoiced_at"] < "2011-06-10"])
+    assert info["cutoff"] == "2010-12-10" and info["seasonal"]
+    calendar = info["calendar_time"]
+    actual = info["purchase_days_actual"]
+    assert abs(info["purchase_days_predicted"] / actual - 1) < 0.2
+    assert calendar["purchase_days_predicted"] / actual - 1 > 0.5
+    assert metrics["mae"] < 0.8 * calendar["mae"] and metrics["mae"] < metrics["baseline_mae"]
+    assert metrics["spearman"] > calendar["spearman"]
 
 
 @pytest.mark.slow
