@@ -29,7 +29,13 @@ from rasa.core.channels.channel import (
 )
 from rasa.core.channels.rest import RestInput
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
-from rasa.shared.core.events import ActionExecuted, BotUttered, ConversationResumed, SlotSet
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    ConversationResumed,
+    SlotSet,
+    UserUttered,
+)
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -44,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
+    "MAX_MESSAGE_ID_CHARS",
     "MAX_SENDER_CHARS",
     "NO_PUSH_CHANNELS",
     "OUTBOX_SLOT",
@@ -58,6 +65,7 @@ __all__ = [
 OUTBOX_SLOT = "handoff_outbox"
 MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128
+MAX_MESSAGE_ID_CHARS = 64
 NO_PUSH_CHANNELS = {None, "rest", "cmdline", "callback"}
 
 
@@ -94,8 +102,15 @@ def parse_rest_payload(raw: bytes) -> Dict[Text, Any]:
     metadata = payload.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError("'metadata' must be a JSON object")
+    message_id = payload.get("message_id")
+    if message_id is not None and (not isinstance(message_id, str) or not message_id.strip()
+                                   or len(message_id) > MAX_MESSAGE_ID_CHARS
+                                   or not message_id.isprintable()):
+        raise ValueError(f"'message_id' must be printable text of at most "
+                         f"{MAX_MESSAGE_ID_CHARS} characters")
     clean = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
-    return {"sender": sender.strip(), "message": clean, "metadata": metadata}
+    return {"sender": sender.strip(), "message": clean, "metadata": metadata,
+            "message_id": message_id.strip() if message_id else None}
 
 
 def forwarded_for(request: Request) -> Optional[Text]:
@@ -180,11 +195,16 @@ class CRMRestInput(RestInput):
                     {"error": "too_many_requests", "reason": POLITE_MESSAGE,
                      "retry_after": int(decision.retry_after_header)},
                     status=429, headers={"Retry-After": decision.retry_after_header})
+            if payload["message_id"]:
+                done = await answered(request.app, payload["sender"], payload["message_id"])
+                if done is not None:  # a client's retry of a message already handled
+                    return response.json(done)
             collector = CollectingOutputChannel()
             try:
                 await on_new_message(UserMessage(
                     payload["message"], collector, payload["sender"],
-                    input_channel=self.name(), metadata=payload["metadata"]))
+                    input_channel=self.name(), metadata=payload["metadata"],
+                    message_id=payload["message_id"]))
             except CancelledError:
                 logger.error("REST message timed out")
             except Exception:  # noqa: BLE001 - answer politely, keep the conversation
@@ -222,6 +242,34 @@ class CRMRestInput(RestInput):
             logger.exception("could not read the outbox")
             return []
         return [{"recipient_id": sender_id, **item} for item in items]
+
+
+async def answered(app: Any, sender_id: Text, message_id: Text
+                   ) -> Optional[List[Dict[Text, Any]]]:
+    """The replies already given to the user message ``message_id``, or None if the
+    conversation holds no such message.
+
+    A client that retries a message whose answer it did not get (a replica that
+    died after storing the turn, a load balancer's retry) gets the same replies
+    again, and the message is not handled twice.
+    """
+    tracker = await app.ctx.agent.processor.get_tracker(sender_id)
+    replies: Optional[List[Dict[Text, Any]]] = None
+    for event in tracker.events:
+        if isinstance(event, UserUttered):
+            if replies is not None:
+                break  # the next user message: the answer ended before it
+            if event.message_id == message_id:
+                replies = []
+        elif replies is not None and isinstance(event, BotUttered):
+            item: Dict[Text, Any] = {"recipient_id": sender_id}
+            if event.text:
+                item["text"] = event.text
+            item.update({k: v for k, v in (event.data or {}).items() if v})
+            replies.append(item)
+    if replies is not None:
+        logger.info("REST: a retried message was answered from the tracker")
+    return replies
 
 
 def _verify(request: Request) -> Optional[Dict[Text, Any]]:

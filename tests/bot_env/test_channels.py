@@ -153,3 +153,34 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
         ("local:1", None), ("local:2", None), ("local:3", None),  # no header: this machine
     ])
     assert statuses(replies) == [200, 200, 429, 429, 200, 200, 200, 200]
+
+
+def test_a_retried_message_gets_the_replies_already_given() -> None:
+    from types import SimpleNamespace
+
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.channels import answered, parse_rest_payload
+
+    tracker = DialogueStateTracker.from_events("web:r", [
+        UserUttered("hi", message_id="m1"), ActionExecuted("utter_greet"),
+        BotUttered("Hello!"), BotUttered("How can I help?", data={"buttons": [{"t": 1}]}),
+        UserUttered("hours?", message_id="m2"), BotUttered("9 to 5."),
+    ])
+
+    async def get_tracker(sender_id: str) -> DialogueStateTracker:
+        return tracker
+
+    app = SimpleNamespace(ctx=SimpleNamespace(agent=SimpleNamespace(
+        processor=SimpleNamespace(get_tracker=get_tracker))))
+    assert asyncio.run(answered(app, "web:r", "m1")) == [
+        {"recipient_id": "web:r", "text": "Hello!"},
+        {"recipient_id": "web:r", "text": "How can I help?", "buttons": [{"t": 1}]}]
+    assert asyncio.run(answered(app, "web:r", "m2")) == [
+        {"recipient_id": "web:r", "text": "9 to 5."}]
+    assert asyncio.run(answered(app, "web:r", "m3")) is None
+    assert parse_rest_payload(b'{"sender": "a", "message": "x", "message_id": "k-1"}')[
+        "message_id"] == "k-1"
+    with pytest.raises(ValueError, match="message_id"):
+        parse_rest_payload(b'{"sender": "a", "message": "x", "message_id": 5}')
