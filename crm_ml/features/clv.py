@@ -63,18 +63,36 @@ def unit_days(unit: str) -> float:
 
 
 def purchase_days(tx: pd.DataFrame) -> pd.DataFrame:
-    """Collapse sold lines into one row per customer and purchase day.
+    """Collapse sold lines or orders into one row per customer and purchase day.
+
+    When ``tx`` has a ``kind`` column with cancellations (the order table of
+    :mod:`crm_ml.features.churn`, amounts positive), each cancellation's amount
+    is taken off the customer's latest purchase day at or before it (never below
+    zero), and days left with nothing are no purchase: an order cancelled in
+    full, as Online Retail's largest ones were, adds neither a purchase nor value.
 
     Args:
-        tx: A transaction table (``customer_id``, ``invoiced_at``, ``amount``).
+        tx: Rows with ``customer_id``, ``invoiced_at``, ``amount`` (and maybe ``kind``).
 
     Returns:
-        Columns ``customer_id``, ``day`` (midnight) and ``amount`` (the day's spend),
-        sorted by customer and day.
+        Columns ``customer_id``, ``day`` (midnight) and ``amount`` (the day's net
+        spend), sorted by customer and day.
     """
-    days = (tx.assign(day=tx["invoiced_at"].dt.normalize())
+    cancel = (tx["kind"] == "cancellation") if "kind" in tx.columns else None
+    sales = tx if cancel is None else tx[tx["kind"] == "sale"]
+    days = (sales.assign(day=sales["invoiced_at"].dt.normalize())
             .groupby(["customer_id", "day"], sort=True)["amount"].sum().reset_index())
-    return days
+    if cancel is None or not cancel.any() or days.empty:
+        return days
+    back = (tx.loc[cancel, ["customer_id", "invoiced_at", "amount"]]
+            .rename(columns={"amount": "cancelled"}).sort_values("invoiced_at"))
+    keyed = days.reset_index().rename(columns={"index": "row"}).sort_values("day")
+    matched = pd.merge_asof(back, keyed[["row", "customer_id", "day"]], left_on="invoiced_at",
+                            right_on="day", by="customer_id", direction="backward")
+    taken = matched.dropna(subset=["row"]).groupby("row")["cancelled"].sum()
+    days.loc[taken.index.astype(int), "amount"] -= taken.to_numpy()
+    days["amount"] = days["amount"].clip(lower=0.0)
+    return days[days["amount"] > 0.005].reset_index(drop=True)
 
 
 def _week_of_year(days: pd.DatetimeIndex | pd.Series) -> np.ndarray:

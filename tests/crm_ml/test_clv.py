@@ -311,6 +311,24 @@ def test_rfm_summary_known_answers() -> None:
         fv.rfm_summary(TX, end=pd.Timestamp("2011-02-07"), unit="M")
 
 
+def test_cancellations_come_off_the_purchase_days_they_follow() -> None:
+    orders = _tx([
+        ("1", 1, "2011-01-03 09:00", 100.0),
+        ("2", 1, "2011-01-10 09:00", 80000.0),
+        ("C3", 1, "2011-01-10 09:05", 80000.0),  # the whole order, minutes later
+        ("4", 1, "2011-01-17 09:00", 60.0),
+        ("C5", 1, "2011-01-20 10:00", 20.0),     # a partial return of the 17th
+        ("C6", 2, "2011-01-02 10:00", 5.0),      # before any sale of customer 2: ignored
+        ("7", 2, "2011-01-04 10:00", 30.0),
+    ]).assign(kind=lambda d: np.where(d["invoice"].str.startswith("C"), "cancellation",
+                                      "sale"))
+    days = fv.purchase_days(orders)
+    assert days[["customer_id", "amount"]].values.tolist() == [[1, 100.0], [1, 40.0], [2, 30.0]]
+    s = fv.rfm_summary(orders, end=pd.Timestamp("2011-01-24"), unit="D")
+    assert s.loc[1, "frequency"] == 1 and s.loc[1, "recency"] == 14.0
+    assert s.loc[1, "monetary"] == 40.0 and s.loc[1, "spend"] == 140.0
+
+
 def test_calibration_and_holdout_keeps_known_customers_only() -> None:
     s = fv.calibration_and_holdout(TX, cutoff=pd.Timestamp("2011-02-07"),
                                    end=pd.Timestamp("2011-03-01"))
@@ -415,7 +433,7 @@ def test_train_and_store_writes_and_reads_values(sqlite_url: str, tmp_path) -> N
     out = clv.train_and_store(url=sqlite_url, models_dir=tmp_path, progress=messages.append)
     assert set(out) == {"mae", "spearman", "top_decile_capture", "baseline_mae",
                         "baseline_spearman", "baseline_top_decile_capture"}
-    assert "from the CRM" in messages[0] and "customer values written" in messages[-1]
+    assert "orders from the crm" in messages[0] and "customer values written" in messages[-1]
     info = registry.latest(clv.MODEL_NAME, models_dir=tmp_path)
     assert info is not None and info.metrics == out and info.params["unit"] == "W"
     longer = info.params["evaluation_12m"]  # 100 weeks of sales: the 12-month check ran
@@ -443,9 +461,9 @@ def test_train_and_store_writes_and_reads_values(sqlite_url: str, tmp_path) -> N
 @pytest.fixture(scope="module")
 def online_retail() -> pd.DataFrame:
     from crm_ml.datasets import read_online_retail
-    from crm_ml.features.transactions import clean_online_retail
+    from crm_ml.features.churn import orders_from_retail
 
-    return clean_online_retail(read_online_retail())
+    return orders_from_retail(read_online_retail())
 
 
 @pytest.mark.slow
