@@ -15,9 +15,12 @@ PyTensor in for two small likelihoods (see :mod:`crm_ml.bgnbd`).
 
 Expected spend in the next ``t`` = expected purchase days x expected spend per
 purchase day (Gamma-Gamma assumes spend per purchase independent of the
-purchase rate; the fitted run records their correlation).
+purchase rate; the fitted run records their correlation). Purchase days are net
+of cancellations, and time runs on a seasonal clock (see :data:`SEASONAL` and
+:mod:`crm_ml.features.clv`), so that the values scored in December do not carry
+the autumn's pace into the winter.
 
-Evaluation (:func:`evaluate`): fit on the transactions before a cutoff 6 months
+Evaluation (:func:`evaluate`): fit on the orders before a cutoff 6 months
 before the end of the data, predict each known customer's spend in the 6 months
 after it, and compare with the plain baseline (each customer's historical spend
 rate x 6 months) on MAE, Spearman rank correlation and the share of the holdout
@@ -25,7 +28,7 @@ revenue captured by the top 10% of customers ranked by the prediction. The same
 evaluation over 12 months is recorded beside it (``evaluation_12m``) to tell how
 far the 12-month values can be trusted: only the 6-month horizon is judged.
 
-The final model fits on every transaction and writes ``customer_values``
+The final model fits on every order and writes ``customer_values``
 (:func:`train_and_store`); :func:`value_of` and :func:`top_customers_by_value`
 read it back for the customer view and the sales questions.
 """

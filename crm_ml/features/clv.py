@@ -1,8 +1,10 @@
 """Lifetime value inputs: the per-customer RFM summary that BG/NBD and Gamma-Gamma read.
 
-From the transaction table (:mod:`crm_ml.features.transactions`), one row per
-customer with a sale before ``end``, in the convention of Fader, Hardie & Lee
-(2005) and of lifetimes' ``summary_data_from_transaction_data``:
+From the transaction table (:mod:`crm_ml.features.transactions`) or the order
+table with its cancellations (:mod:`crm_ml.features.churn`, see
+:func:`purchase_days`), one row per customer with a sale before ``end``, in
+the convention of Fader, Hardie & Lee (2005) and of lifetimes'
+``summary_data_from_transaction_data``:
 
 ========== ===========================================================
 column      meaning
@@ -21,9 +23,10 @@ each day, so a purchase day counts once whatever the number of invoices on it.
 ``[cutoff, end)`` for the held-out evaluation.
 
 Seasons: BG/NBD assumes each customer buys at a constant rate, and Online
-Retail's customers buy about twice as often in the autumn ramp to Christmas as
-in winter. With a :class:`SeasonalClock` the summary's times are measured in
-*operational* time instead: each calendar day counts as much as the season's
+Retail's repeat purchases run at 1.6 times the year's average pace in weeks
+40-48 (up to 1.96 in week 47) and 0.65 times in weeks 1-8. With a
+:class:`SeasonalClock` the summary's times are measured in *operational* time
+instead: each calendar day counts as much as the season's
 purchase intensity that week (:func:`season_index`, 1 on average over a year),
 so a customer buying at ``lambda x season`` buys at a constant rate on that
 clock, and the model's assumption holds again (dropout happens at purchases,
