@@ -108,9 +108,9 @@ def season_index(tx: pd.DataFrame, *, end: pd.Timestamp, smooth: int = 1) -> np.
     """Relative purchase intensity of each ISO week of the year, 1 on average.
 
     Counts the repeat purchase days (a customer's later days, not the first: that
-    is acquisition) per calendar week before ``end``, averages each week of the
-    year over the years seen, fills weeks never seen from their neighbours and
-    smooths over ``2 * smooth + 1`` weeks around the year.
+    is acquisition) per observed day of each calendar week before ``end``,
+    averages each week of the year over the years seen, fills weeks never seen
+    from their neighbours and smooths over ``2 * smooth + 1`` weeks around the year.
 
     Args:
         tx: A transaction table.
@@ -125,10 +125,17 @@ def season_index(tx: pd.DataFrame, *, end: pd.Timestamp, smooth: int = 1) -> np.
     repeat = days.loc[days["day"] > first, "day"]
     if repeat.empty:
         return np.ones(52)
-    iso = pd.DatetimeIndex(repeat).isocalendar()
-    counts = pd.Series(1, index=[iso.year.to_numpy(), _week_of_year(repeat)]).groupby(
+    # Repeat purchase days per observed day of each (ISO year, week): the data's
+    # first and last weeks are partly seen, a week with no repeat purchase is a 0.
+    observed = pd.date_range(days["day"].min(), pd.Timestamp(end) - pd.Timedelta(1, "ns"),
+                             freq="D", normalize=True)
+    obs_iso = observed.isocalendar()
+    seen = pd.Series(1.0, index=[obs_iso.year.to_numpy(), _week_of_year(observed)]).groupby(
         level=[0, 1]).sum()
-    per_week = counts.groupby(level=1).mean().reindex(range(1, 53)).astype(float)
+    iso = pd.DatetimeIndex(repeat).isocalendar()
+    counts = pd.Series(1.0, index=[iso.year.to_numpy(), _week_of_year(repeat)]).groupby(
+        level=[0, 1]).sum().reindex(seen.index, fill_value=0.0)
+    per_week = (counts / seen).groupby(level=1).mean().reindex(range(1, 53)).astype(float)
     values = per_week.interpolate(limit_direction="both").to_numpy()
     width = 2 * smooth + 1
     values = sum(np.roll(values, k) for k in range(-smooth, smooth + 1)) / width
