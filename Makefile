@@ -21,7 +21,7 @@ OOS_NLU := data/generated/out_of_scope.yml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser
+.PHONY: help install encoder uv demo run test test-fast lint db load train train-models report bench lock clean browser haproxy
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SENTIMENT := models/sentiment/LATEST
 # The pretrained sentence encoder (all-MiniLM-L6-v2), fetched at install time and
@@ -98,7 +98,11 @@ demo: train load train-models  ## Set up what is missing, then start everything
 browser:  ## Debian's Chromium for the browser tests
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-test: install load train-models train browser lint  ## Lint, then every test (app env, then the bot env's own tests)
+haproxy:  ## Debian's HAProxy, the load balancer in front of Rasa replicas (CRM_RASA_REPLICAS)
+	@command -v haproxy >/dev/null || PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q haproxy)
+
+test: install load train-models train browser haproxy lint  ## Lint, then every test (app env, then the bot env's own tests)
 	$(APP)/bin/python -m pytest $(PYTEST_ARGS)
 	$(BOT)/bin/python -m pytest tests/bot_env -q $(PYTEST_ARGS)
 

@@ -88,6 +88,7 @@ class CRMEventBroker(EventBroker):
         self._writer: Optional[threading.Thread] = None
         self._stopping = False
         self._busy = False
+        self._flushing = 0
         self._failures = 0
 
     @classmethod
@@ -124,16 +125,28 @@ class CRMEventBroker(EventBroker):
             self._wake.notify()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued message is written; False if not within ``timeout``."""
+        """Wait until every queued message is written; False if not within ``timeout``.
+
+        The writer skips its wait for a fuller batch while someone flushes.
+        """
         deadline = time.monotonic() + timeout
         with self._wake:
-            self._wake.notify()
-            while self._pending or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._wake.wait(min(left, 0.05))
+            self._flushing += 1
+            try:
+                self._wake.notify_all()
+                while self._pending or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._wake.wait(min(left, 0.05))
+            finally:
+                self._flushing -= 1
         return True
+
+    @property
+    def durable_queue(self) -> bool:
+        """Whether messages go to RabbitMQ (``CRM_EVENT_BROKER_URL``), not to the CRM."""
+        return bool(self._amqp_url)
 
     def _run(self) -> None:
         while True:
@@ -142,7 +155,8 @@ class CRMEventBroker(EventBroker):
                     self._wake.wait()
                 if not self._pending and self._stopping:
                     return
-            time.sleep(self._flush_interval)  # let a burst gather into one batch
+            if not self._flushing:
+                time.sleep(self._flush_interval)  # let a burst gather into one batch
             with self._wake:
                 batch = list(self._pending)
                 self._pending.clear()

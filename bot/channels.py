@@ -14,6 +14,7 @@
   ``CRM_IDENTITY_SECRET``.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -211,6 +212,7 @@ class CRMRestInput(RestInput):
                 logger.exception("REST message failed")
                 collector.messages.append({"recipient_id": payload["sender"],
                                            "text": FAILED_REPLY})
+            await published(request.app)
             queued = await self.drain_outbox(request.app, payload["sender"])
             return response.json(queued + collector.messages)
 
@@ -244,6 +246,27 @@ class CRMRestInput(RestInput):
         return [{"recipient_id": sender_id, **item} for item in items]
 
 
+def _broker(app: Any) -> Any:
+    store = getattr(app.ctx.agent, "tracker_store", None)
+    return getattr(store, "event_broker", None) or getattr(
+        getattr(store, "_tracker_store", None), "event_broker", None)
+
+
+async def published(app: Any, timeout: float = 5.0) -> None:
+    """With events going to RabbitMQ, wait until this turn's are confirmed there.
+
+    The reply then leaves only once the turn's messages are durable: a replica that
+    dies after answering has lost nothing. (Without RabbitMQ the CRM writer batches
+    in the background, and the tracker store holds every event regardless.)
+    """
+    broker = _broker(app)
+    if broker is None or not getattr(broker, "durable_queue", False):
+        return
+    done = await asyncio.get_running_loop().run_in_executor(None, broker.flush, timeout)
+    if not done:
+        logger.error("events not confirmed by RabbitMQ within %.0f s", timeout)
+
+
 async def answered(app: Any, sender_id: Text, message_id: Text
                    ) -> Optional[List[Dict[Text, Any]]]:
     """The replies already given to the user message ``message_id``, or None if the
@@ -255,13 +278,16 @@ async def answered(app: Any, sender_id: Text, message_id: Text
     """
     tracker = await app.ctx.agent.processor.get_tracker(sender_id)
     replies: Optional[List[Dict[Text, Any]]] = None
+    turn: List[Any] = []
     for event in tracker.events:
         if isinstance(event, UserUttered):
             if replies is not None:
                 break  # the next user message: the answer ended before it
             if event.message_id == message_id:
                 replies = []
+                turn.append(event)
         elif replies is not None and isinstance(event, BotUttered):
+            turn.append(event)
             item: Dict[Text, Any] = {"recipient_id": sender_id}
             if event.text:
                 item["text"] = event.text
@@ -269,6 +295,13 @@ async def answered(app: Any, sender_id: Text, message_id: Text
             replies.append(item)
     if replies is not None:
         logger.info("REST: a retried message was answered from the tracker")
+        # The replica that handled it may have died before its events left: publish
+        # them again (stored once per event id).
+        broker = _broker(app)
+        if broker is not None:
+            for event in turn:
+                broker.publish({"sender_id": sender_id, **event.as_dict()})
+            await published(app)
     return replies
 
 

@@ -37,9 +37,43 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-.venv/bin/python -m rasa_sdk --actions actions --port "$ACTIONS_PORT" \
-  > >(tee var/log/actions.log | sed 's/^/[actions] /') 2>&1 &
-pids+=($!)
+# Replicas (CRM_RASA_REPLICAS, CRM_ACTIONS_REPLICAS; default 1 each): every Rasa replica
+# and action server on its own port after the public one, HAProxy from Debian on the
+# public ports (deploy/haproxy.cfg shows the configuration for two of each), the
+# tracker store on PostgreSQL and the lock store on Redis (docs/DEPLOYMENT.md).
+REPLICAS="${CRM_RASA_REPLICAS:-1}"
+ACTION_REPLICAS="${CRM_ACTIONS_REPLICAS:-$REPLICAS}"
+ENDPOINTS=endpoints.yml
+if [ "$REPLICAS" -gt 1 ] || [ "$ACTION_REPLICAS" -gt 1 ]; then
+  HAPROXY=$(command -v haproxy || ls /usr/sbin/haproxy 2>/dev/null || true)
+  if [ -z "$HAPROXY" ]; then
+    echo "Replicas run behind HAProxy: install it with 'make haproxy'." >&2; exit 1
+  fi
+  ENDPOINTS=var/endpoints.replicas.yml
+  .venv/bin/python scripts/replica_endpoints.py --tracker "${CRM_TRACKER_DB_URL:-}" \
+    --redis "${CRM_REDIS_URL:-redis://127.0.0.1:6379/0}" \
+    --actions "http://$HOST:$ACTIONS_PORT/webhook" > "$ENDPOINTS"
+  RASA_PORTS=$(seq -s, $((RASA_PORT + 1)) $((RASA_PORT + REPLICAS)))
+  ACTION_PORTS=$(seq -s, $((ACTIONS_PORT + 1)) $((ACTIONS_PORT + ACTION_REPLICAS)))
+  .venv/bin/python scripts/haproxy_config.py --rasa "$RASA_PORTS" --actions "$ACTION_PORTS" \
+    --rasa-bind "$HOST:$RASA_PORT" --actions-bind "$HOST:$ACTIONS_PORT" --host "$HOST" \
+    > var/haproxy.cfg
+  export TICKET_LOCK_LIFETIME="${TICKET_LOCK_LIFETIME:-30}"  # a dead replica's locks expire
+  "$HAPROXY" -db -f var/haproxy.cfg > >(tee var/log/haproxy.log | sed 's/^/[haproxy] /') 2>&1 &
+  pids+=($!)
+else
+  RASA_PORTS="$RASA_PORT"
+  ACTION_PORTS="$ACTIONS_PORT"
+fi
+
+n=0
+for port in ${ACTION_PORTS//,/ }; do
+  n=$((n + 1))
+  name="actions$( [ "$ACTION_REPLICAS" -gt 1 ] && echo "$n")"
+  .venv/bin/python -m rasa_sdk --actions actions --port "$port" \
+    > >(tee "var/log/$name.log" | sed "s/^/[$name] /") 2>&1 &
+  pids+=($!)
+done
 
 CRM_RASA_URL="http://$HOST:$RASA_PORT" .venv/bin/python -m uvicorn console.app:app --ws none \
   --host "$HOST" --port "$CONSOLE_PORT" \
@@ -58,11 +92,21 @@ fi
 # warnings filtered (bot/quiet.py names each one and why). SQLAlchemy 1.4's
 # "2.0 is coming" notice and TensorFlow's C++ start-up log are switched off by
 # their own variables, read before any Python filter applies.
-SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
-.venv-bot/bin/python -m bot run --model "$MODEL" --endpoints endpoints.yml --credentials credentials.yml \
-  --interface "$HOST" --port "$RASA_PORT" --cors "http://$HOST:$CONSOLE_PORT" \
-  > >(tee var/log/rasa.log | sed 's/^/[rasa] /') 2>&1 &
-pids+=($!)
+# With replicas, Telegram long polling belongs to the first one only (Telegram allows one
+# poller per bot).
+n=0
+for port in ${RASA_PORTS//,/ }; do
+  n=$((n + 1))
+  token="${TELEGRAM_TOKEN:-}"
+  [ "$n" -gt 1 ] && token=""
+  name="rasa$( [ "$REPLICAS" -gt 1 ] && echo "$n")"
+  TELEGRAM_TOKEN="$token" SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
+  .venv-bot/bin/python -m bot run --model "$MODEL" --endpoints "$ENDPOINTS" \
+    --credentials credentials.yml --interface "$HOST" --port "$port" \
+    --cors "http://$HOST:$CONSOLE_PORT" \
+    > >(tee "var/log/$name.log" | sed "s/^/[$name] /") 2>&1 &
+  pids+=($!)
+done
 
 printf 'waiting for Rasa to load the model'
 for _ in $(seq 1 180); do
@@ -71,7 +115,7 @@ for _ in $(seq 1 180); do
 done
 echo
 if ! curl -sf "http://$HOST:$RASA_PORT/" >/dev/null 2>&1; then
-  echo "Rasa did not start; see var/log/rasa.log" >&2; exit 1
+  echo "Rasa did not start; see var/log/rasa*.log" >&2; exit 1
 fi
 cat <<MSG
 
@@ -83,6 +127,7 @@ cat <<MSG
     signed rep identity in metadata.auth, see README.md)
   Rasa REST channel:  http://$HOST:$RASA_PORT/webhooks/rest/webhook
   Action server:      http://$HOST:$ACTIONS_PORT/health
+  Replicas:           $REPLICAS Rasa, $ACTION_REPLICAS action server(s)$( [ "$REPLICAS" -gt 1 ] || [ "$ACTION_REPLICAS" -gt 1 ] && echo " behind HAProxy (var/haproxy.cfg)")
   Web chat:           http://$HOST:$CONSOLE_PORT/chat
   ... signed in as customer 12347: http://$HOST:$CONSOLE_PORT$CHAT_PATH
   Agent console:      http://$HOST:$CONSOLE_PORT/  (user: agent, password: ${CRM_DEMO_AGENT_PASSWORD:-demo-agent})

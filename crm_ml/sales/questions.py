@@ -26,7 +26,7 @@ from crm_ml import asof, periods
 from crm_ml.errors import CRMError
 from crm_ml.identity import Identity
 from crm_ml.periods import Period
-from crm_ml.sales import business
+from crm_ml.sales import business, catalogue
 from crm_ml.sales.common import canonical_segment, parse_status
 
 __all__ = [
@@ -344,7 +344,7 @@ def ask_revenue(*, session: Session, identity: Identity, text: str = "",
     extra: dict[str, Any] = {"segment": segment} if segment else {}
     code = None
     if product:
-        found = business.find_products(product, session=session, limit=1)
+        found = catalogue.find_products(product, session=session, limit=1)
         if not found:
             raise UnknownProduct(product)
         code, extra["product"] = found[0]

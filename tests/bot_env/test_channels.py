@@ -172,11 +172,24 @@ def test_a_retried_message_gets_the_replies_already_given() -> None:
     async def get_tracker(sender_id: str) -> DialogueStateTracker:
         return tracker
 
+    published: List[Dict[str, Any]] = []
+
+    class Broker:
+        durable_queue = False
+
+        def publish(self, event: Dict[str, Any]) -> None:
+            published.append(event)
+
     app = SimpleNamespace(ctx=SimpleNamespace(agent=SimpleNamespace(
-        processor=SimpleNamespace(get_tracker=get_tracker))))
+        processor=SimpleNamespace(get_tracker=get_tracker),
+        tracker_store=SimpleNamespace(event_broker=Broker()))))
     assert asyncio.run(answered(app, "web:r", "m1")) == [
         {"recipient_id": "web:r", "text": "Hello!"},
         {"recipient_id": "web:r", "text": "How can I help?", "buttons": [{"t": 1}]}]
+    # the turn's events go to the event broker again (stored once per event id)
+    assert [(e["event"], e.get("text")) for e in published] == [
+        ("user", "hi"), ("bot", "Hello!"), ("bot", "How can I help?")]
+    assert {e["sender_id"] for e in published} == {"web:r"}
     assert asyncio.run(answered(app, "web:r", "m2")) == [
         {"recipient_id": "web:r", "text": "9 to 5."}]
     assert asyncio.run(answered(app, "web:r", "m3")) is None

@@ -1,0 +1,104 @@
+"""Write HAProxy's configuration for Rasa replicas and action servers behind one address each.
+
+    .venv/bin/python scripts/haproxy_config.py --rasa 5006,5007 --actions 5056,5057 \
+        [--rasa-bind 127.0.0.1:5005] [--actions-bind 127.0.0.1:5055] > var/haproxy.cfg
+
+Every replica is equal (the tracker store and the lock store are shared), so the
+balancing is plain ``leastconn`` with no stickiness. Health checks take a replica out
+after two failed checks a second apart and back after two good ones; a request that
+could not reach a replica, or got no answer from one that died, is retried once on
+another (``retry-on``; the REST channel's ``message_id`` makes a retried message safe).
+deploy/haproxy.cfg is this script's output for two of each (a test keeps it so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["render"]
+
+
+def _ports(text: str) -> list[int]:
+    ports = [int(p) for p in text.split(",") if p.strip()]
+    if not ports or any(not 0 < p < 65536 for p in ports):
+        raise argparse.ArgumentTypeError(f"ports expected, e.g. 5006,5007: {text!r}")
+    return ports
+
+
+def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5005",
+           actions_bind: str = "127.0.0.1:5055", host: str = "127.0.0.1",
+           stats_bind: str | None = None) -> str:
+    """The configuration text.
+
+    Args:
+        rasa: Ports of the Rasa replicas.
+        actions: Ports of the action servers.
+        rasa_bind: Where clients and channels reach Rasa.
+        actions_bind: Where the Rasa replicas reach the action servers.
+        host: The replicas' address.
+        stats_bind: Address of HAProxy's statistics page, or None.
+    """
+    lines = [
+        "# Rasa replicas and action servers behind HAProxy (scripts/haproxy_config.py).",
+        "global",
+        "    maxconn 4096",
+        "",
+        "defaults",
+        "    mode http",
+        "    timeout connect 2s",
+        "    timeout client 90s",
+        "    timeout server 90s",
+        "    timeout http-request 10s",
+        "    # a replica that refuses the connection, or dies before answering: once more",
+        "    # on another (the REST channel's message_id makes a repeated message safe)",
+        "    retries 2",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response response-timeout",
+        "    default-server inter 1s fall 2 rise 2",
+        "",
+        "frontend rasa",
+        f"    bind {rasa_bind}",
+        "    default_backend rasa_replicas",
+        "",
+        "backend rasa_replicas",
+        "    balance leastconn",
+        "    option httpchk GET /",
+        "    http-check expect status 200",
+    ]
+    lines += [f"    server rasa{i} {host}:{port} check" for i, port in enumerate(rasa, 1)]
+    lines += [
+        "",
+        "frontend actions",
+        f"    bind {actions_bind}",
+        "    default_backend action_servers",
+        "",
+        "backend action_servers",
+        "    balance leastconn",
+        "    option httpchk GET /health",
+        "    http-check expect status 200",
+    ]
+    lines += [f"    server actions{i} {host}:{port} check" for i, port in enumerate(actions, 1)]
+    if stats_bind:
+        lines += ["", "listen stats", f"    bind {stats_bind}", "    stats enable",
+                  "    stats uri /", "    stats refresh 5s"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rasa", type=_ports, required=True, help="Rasa replicas' ports")
+    parser.add_argument("--actions", type=_ports, required=True, help="action servers' ports")
+    parser.add_argument("--rasa-bind", default="127.0.0.1:5005")
+    parser.add_argument("--actions-bind", default="127.0.0.1:5055")
+    parser.add_argument("--host", default="127.0.0.1", help="the replicas' address")
+    parser.add_argument("--stats-bind", default=None, help="statistics page, e.g. :8404")
+    args = parser.parse_args(argv)
+    sys.stdout.write(render(args.rasa, args.actions, rasa_bind=args.rasa_bind,
+                            actions_bind=args.actions_bind, host=args.host,
+                            stats_bind=args.stats_bind))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
