@@ -123,7 +123,7 @@ report: train-models train  ## Held-out metrics of every model (reports/), under
 		$$($(BOT)/bin/python -c "import yaml; c = yaml.safe_load(open('config.yml')); \
 		print(next(p['threshold'] for p in c['pipeline'] if p['name'] == 'FallbackClassifier'))")
 
-bench: install load train  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
+bench: install load train haproxy  ## Ours vs stock Rasa, crm_ml figures, scaling (bench/results.json)
 	$(APP)/bin/python -m bench $(BENCH_ARGS)
 
 lock: | $(UV)  ## Re-pin requirements/*.txt from requirements/*.in

@@ -65,9 +65,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "nlu_macro_f1": "stock_nlu_macro_f1, same held-out texts",
         "nlu_parse_p50_ms_with_encoder": "nlu_parse_p50_ms_without_encoder: the same model "
                                          "with the encoder's vectors precomputed, interleaved",
-        "two_process_ratio": "one process behind the same sticky proxy, PostgreSQL tracker "
+        "two_process_ratio": "one process behind the same HAProxy, PostgreSQL tracker "
                              "store and Redis lock store (two_process_ratio_vs_direct: one "
-                             "process without the proxy)",
+                             "process without HAProxy)",
     }
     targets = {
         "throughput_ratio_c32 >= 4": (h["throughput_ratio_c32"], 4.0, "ge"),
@@ -90,7 +90,7 @@ def cpu_ceilings(results: dict[str, Any]) -> dict[str, Any]:
 
     One Rasa process runs on one core, so its messages/s cannot pass
     1000 / (its CPU ms per turn); all processes together (Rasa, action servers,
-    proxy, load generator, PostgreSQL, Redis) cannot pass cores x 1000 / (their
+    HAProxy, load generator, PostgreSQL, Redis) cannot pass cores x 1000 / (their
     summed CPU ms per turn). Measured CPU per turn is far less disturbed by
     other work on a shared machine than wall-clock throughput.
     """

@@ -187,9 +187,22 @@ def stored_order(db: str, phases: list[PhaseResult]) -> dict[str, Any]:
             "examples": wrong[:3]}
 
 
+def haproxy_sessions(stats_url: str | None) -> dict[str, int]:
+    """Requests each Rasa replica took, from HAProxy's statistics (CSV)."""
+    import csv
+
+    if not stats_url:
+        return {}
+    text = httpx.get(f"{stats_url};csv", timeout=10).text.lstrip("# ")
+    return {row["svname"]: int(row["stot"] or 0) for row in csv.DictReader(text.splitlines())
+            if row["pxname"] == "rasa_replicas" and row["svname"] not in {"FRONTEND",
+                                                                         "BACKEND"}}
+
+
 async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
                   make: Callable[[int], Any], results: dict[str, Any]) -> None:
-    """One vs two Rasa processes (PostgreSQL tracker store and CRM, Redis locks), same proxy."""
+    """One vs two Rasa processes (PostgreSQL tracker store and CRM, Redis locks), behind
+    HAProxy as ``make run`` puts them (leastconn, no stickiness)."""
     tag = secrets.token_hex(4)
     db, crm_db, prefix = f"crm_bench_{tag}", f"crm_bench_{tag}_crm", f"crm-bench-{tag}:"
     pg.create_db(db)
@@ -208,13 +221,13 @@ async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
         say("starting two Rasa processes (PostgreSQL tracker store, Redis lock store)")
         for r in rasas:
             procs.wait(r)
-        one = procs.proxy("proxy-one", rasas[:1])
-        two = procs.proxy("proxy-two", rasas)
+        one = procs.haproxy("haproxy-one", rasas[:1])
+        two = procs.haproxy("haproxy-two", rasas)
         servers = {"one_process": one, "two_processes": two, "one_process_direct": rasas[0]}
         watch = {"one_process": [one, rasas[0], actions[0]],
                  "two_processes": [two, *rasas, *actions],
                  "one_process_direct": [rasas[0], actions[0]]}
-        say(f"load: 32 concurrent through the proxy to one and to two processes "
+        say(f"load: 32 concurrent through HAProxy to one and to two processes "
             f"({plan.rounds} x {plan.duration:.0f} s each)")
         got = await measure(servers, make, label="scale-c32", concurrency=32,
                             warmup=plan.warmup_c32, plan=plan, first_id=10_000_000, watch=watch)
@@ -222,7 +235,8 @@ async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
                                "crm": f"PostgreSQL copy of the CRM ({sum(copy['rows'].values()):,}"
                                       f" rows copied in {copy_s:.0f} s)",
                                "lock_store": "Redis 127.0.0.1:6379",
-                               "routing": "bench/proxy.py: crc32(sender) % processes",
+                               "routing": "HAProxy leastconn, no stickiness "
+                                          "(scripts/haproxy_config.py)",
                                "action_servers": "one per Rasa process"}
         for name, (phases, cpu) in got.items():
             out[name] = with_cpu(summarize(phases), phases, cpu)
@@ -230,8 +244,7 @@ async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
         two_phases = got["two_processes"][0]
         out["order_check_replies"] = order_check(two_phases)
         out["order_check_stored"] = stored_order(db, two_phases)
-        stats = httpx.get(f"{two.url}/proxy/stats", timeout=10).json()
-        out["requests_per_process"] = stats
+        out["requests_per_process"] = haproxy_sessions(two.stats_url)
         results["scaling"] = out
         results["peak_rss_mb"].update({r.name: round(r.peak_rss_mb() or 0, 1) for r in rasas})
         for s in (one, two, *rasas, *actions):

@@ -170,13 +170,14 @@ def table(r: dict[str, Any]) -> str:
                          _fmt(_get(s, "cores_busy", "postgres_and_redis"), 2),
                          _fmt(_get(s, "cores_busy", "everything_else"), 2)])
         out += _rows("Scaling, 32 users: tracker store and CRM on PostgreSQL, Redis lock store, "
-                     "sticky proxy; cores busy: this benchmark's processes / PostgreSQL+Redis / "
+                     "HAProxy (leastconn); cores busy: this benchmark's processes / "
+                     "PostgreSQL+Redis / "
                      "the rest of the shared machine",
                      ["", "msgs/s", "p50 ms", "p95 ms", "errors", "Rasa CPU ms/turn",
                       "cores: bench", "cores: pg+redis", "cores: other"], rows)
         oc, st = sc.get("order_check_replies", {}), sc.get("order_check_stored", {})
         out.append(f"two processes / one: {_fmt(r.get('two_process_ratio'), 2)}x (vs one "
-                   f"without proxy: {_fmt(r.get('two_process_ratio_vs_direct'), 2)}x); requests "
+                   f"without HAProxy: {_fmt(r.get('two_process_ratio_vs_direct'), 2)}x); requests "
                    f"per process {sc.get('requests_per_process')}; senders {oc.get('senders')}, "
                    f"turns out of order {oc.get('turns_out_of_order')}, not as scripted "
                    f"{oc.get('turns_not_as_scripted')}, stored out of order "

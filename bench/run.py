@@ -28,7 +28,7 @@ What one run does (``python -m bench``; ``--quick`` for a smoke run):
    in-process (:mod:`bench.profile_nodes`).
 7. **Scaling.** Tracker store and CRM on PostgreSQL (:mod:`bench.pg`), Redis
    lock store, one and then two Rasa processes (each with its own action
-   server) behind the sticky proxy (:mod:`bench.proxy`); throughput of each,
+   server) behind HAProxy (scripts/haproxy_config.py); throughput of each,
    every sender's replies and its stored conversation checked for order, and
    the cores busy (ours, PostgreSQL and Redis, the rest of the machine).
 8. **crm_ml figures.** Batch scoring against scikit-learn's plain pipeline,

@@ -1,4 +1,4 @@
-"""Start and stop the processes a benchmark or a test drives: Rasa, action servers, the proxy.
+"""Start and stop the processes a benchmark or a test drives: Rasa, action servers, HAProxy.
 
 The one home of the process helpers: ``make bench`` uses them through
 :class:`Processes`, and the end-to-end and trust tests through
@@ -156,6 +156,7 @@ class Server:
     url: str
     proc: subprocess.Popen
     log: Path
+    stats_url: str | None = None  # HAProxy's statistics page
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident memory of the process in MiB (None once it is gone)."""
@@ -232,13 +233,22 @@ class Processes:
             time.sleep(0.5)
         raise TimeoutError(f"{server.name}: model not loaded")
 
-    def proxy(self, name: str, backends: list[Server]) -> Server:
-        """Start the sticky proxy in front of ``backends``."""
-        port = free_port()
-        cmd = [str(APP_PY), "-m", "bench.proxy", "--port", str(port)]
-        for b in backends:
-            cmd += ["--backend", b.url.removeprefix("http://")]
-        server = self._start(name, cmd, port)
+    def haproxy(self, name: str, backends: list[Server]) -> Server:
+        """Start HAProxy (Debian's, ``make haproxy``) in front of the Rasa ``backends``,
+        configured as ``make run`` configures it (scripts/haproxy_config.py); its
+        statistics page is at ``server.stats_url``."""
+        import shutil
+
+        from scripts.haproxy_config import render
+
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        port, stats = free_port(), free_port()
+        config = self.workdir / f"{name}.cfg"
+        config.write_text(render([int(b.url.rsplit(":", 1)[1]) for b in backends], [],
+                                 rasa_bind=f"127.0.0.1:{port}",
+                                 stats_bind=f"127.0.0.1:{stats}"))
+        server = self._start(name, [binary, "-db", "-f", str(config)], port)
+        server.stats_url = f"http://127.0.0.1:{stats}/"
         wait_http(f"{server.url}/", server.proc, server.log, timeout=60)
         return server
 

@@ -33,7 +33,7 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
 
     Args:
         rasa: Ports of the Rasa replicas.
-        actions: Ports of the action servers.
+        actions: Ports of the action servers (none: Rasa only).
         rasa_bind: Where clients and channels reach Rasa.
         actions_bind: Where the Rasa replicas reach the action servers.
         host: The replicas' address.
@@ -67,7 +67,16 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
         "    http-check expect status 200",
     ]
     lines += [f"    server rasa{i} {host}:{port} check" for i, port in enumerate(rasa, 1)]
-    lines += [
+    if actions:
+        lines += _actions(actions, actions_bind, host)
+    if stats_bind:
+        lines += ["", "listen stats", f"    bind {stats_bind}", "    stats enable",
+                  "    stats uri /", "    stats refresh 5s"]
+    return "\n".join(lines) + "\n"
+
+
+def _actions(actions: list[int], actions_bind: str, host: str) -> list[str]:
+    lines = [
         "",
         "frontend actions",
         f"    bind {actions_bind}",
@@ -79,10 +88,7 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
         "    http-check expect status 200",
     ]
     lines += [f"    server actions{i} {host}:{port} check" for i, port in enumerate(actions, 1)]
-    if stats_bind:
-        lines += ["", "listen stats", f"    bind {stats_bind}", "    stats enable",
-                  "    stats uri /", "    stats refresh 5s"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
