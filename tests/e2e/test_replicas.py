@@ -5,7 +5,8 @@ with the configuration of scripts/haproxy_config.py, the tracker store on Postgr
 Redis locks, conversation events through RabbitMQ to ``crm-ml events consume``.
 100 conversations of 20 turns each run concurrently through the load balancer; a
 third of the way in one Rasa replica is killed (SIGKILL) and started again, and the
-event consumer is killed and started again. Afterwards:
+event consumer is killed and started again with its CRM database unreachable for 30 s,
+then with the CRM. Afterwards:
 
 - every turn was answered, to its own sender (no reply went to another conversation);
 - every user message is in the tracker store exactly once, in the order sent;
@@ -13,9 +14,9 @@ event consumer is killed and started again. Afterwards:
 
 The client does what a chat client does on a dropped connection: it sends the same
 message again with the same ``message_id``; HAProxy itself retries a request whose
-replica refused or dropped the connection. The CRM database being stopped is tested
-separately (tests/crm_ml/test_events.py: the queue keeps the rows while the CRM is
-down), as the CRM here is a SQLite file.
+replica refused or dropped the connection. The CRM here is a SQLite file that the
+actions keep using; its outage is the consumer's (the writer of every conversation
+event), whose database does not answer for 30 s.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from tests.support.servers import (
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CONVERSATIONS = int(os.environ.get("CRM_FAILOVER_CONVERSATIONS", "100"))
 TURNS = int(os.environ.get("CRM_FAILOVER_TURNS", "20"))
+CRM_DOWN_S = float(os.environ.get("CRM_FAILOVER_CRM_DOWN_S", "30"))
 TEXTS = ["hi", "what are your opening hours?", "how long does delivery take?",
          "do you ship abroad?", "thanks", "what is your returns policy?"]
 CRM_ML = PROJECT_ROOT / ".venv" / "bin" / "crm-ml"
@@ -111,10 +113,15 @@ class Cluster:
         logs = sorted(self.workdir.glob(f"rasa{i}-*.log"))
         wait_http(f"http://127.0.0.1:{self.rasa_ports[i]}/", proc, logs[-1], timeout=300)
 
-    def start_consumer(self) -> subprocess.Popen:
+    def start_consumer(self, crm_down: bool = False) -> subprocess.Popen:
+        """The event consumer; ``crm_down``: its CRM database does not answer."""
         log = (self.workdir / f"consumer-{int(time.time() * 1000)}.log").open("w")
+        env = dict(self.env)
+        if crm_down:
+            env["CRM_DATABASE_URL"] = (f"sqlite:///{self.workdir / 'down' / 'nowhere' / 'crm.db'}"
+                                       "?mode=ro")
         return subprocess.Popen([str(CRM_ML), "events", "consume", "--batch", "50"],
-                                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +211,8 @@ async def _load(cluster: Cluster, outcome: Outcome, senders: list[str]) -> None:
 
 
 def _failover(cluster: Cluster, outcome: Outcome) -> None:
-    """A third of the way: kill replica 0 and the consumer, then start both again."""
+    """A third of the way: kill replica 0 and the consumer; the consumer comes back with
+    its CRM down for CRM_DOWN_S seconds, then with the CRM; replica 0 is started again."""
     total = CONVERSATIONS * TURNS
     while outcome.done < total // 3:
         time.sleep(0.05)
@@ -212,9 +220,14 @@ def _failover(cluster: Cluster, outcome: Outcome) -> None:
     cluster.rasa[0].wait(10)
     cluster.consumer.send_signal(signal.SIGKILL)
     cluster.consumer.wait(10)
-    cluster.consumer = cluster.start_consumer()
+    cluster.consumer = cluster.start_consumer(crm_down=True)
+    down_until = time.monotonic() + CRM_DOWN_S
     cluster.rasa[0] = cluster.start_rasa(0)
     cluster.wait_rasa(0, cluster.rasa[0])
+    time.sleep(max(0.0, down_until - time.monotonic()))
+    cluster.consumer.terminate()
+    cluster.consumer.wait(30)
+    cluster.consumer = cluster.start_consumer()
 
 
 def test_a_replica_killed_under_load_loses_and_repeats_nothing(cluster: Cluster) -> None:
