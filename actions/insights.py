@@ -21,6 +21,7 @@ from actions.identity import identify
 from actions.parsing import customer_ref, entity, target_ref
 from actions.speech import say_date, say_list, say_money, say_percent
 from crm_ml import sales
+from crm_ml.identity import Identity
 from crm_ml.sales import insights
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,21 @@ def _with_note(lines: list[str], note: str | None) -> str:
     return "\n".join([*lines, note] if note else lines)
 
 
+async def _period_question(dispatcher: CollectingDispatcher, tracker: Tracker,
+                           identity: Identity, fn: Any) -> Any:
+    """The staff check and one call of a question about a period; the answer, or None
+    after a refusal, a failure or a period asked back."""
+    if not permitted(dispatcher, identity, "analytics.read"):
+        return None
+    answer = await crm_call(dispatcher, fn, identity=identity, text=_text(tracker),
+                            period=_period(tracker), limit=SHOWN)
+    if answer is not None and answer.unclear is not None:
+        dispatcher.utter_message(response="utter_business_unclear_period",
+                                 period=answer.unclear)
+        return None
+    return answer
+
+
 def order_line(order: dict[str, Any]) -> str:
     """One flagged order: number, day, customer, amount, why."""
     who = f"customer {order['customer_id']}" if order.get("customer_id") else "a guest"
@@ -60,15 +76,8 @@ class ActionUnusualOrders(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
         identity = identify(tracker)
-        if not permitted(dispatcher, identity, "analytics.read"):
-            return []
-        answer = await crm_call(dispatcher, insights.unusual_orders, identity=identity,
-                                text=_text(tracker), period=_period(tracker), limit=SHOWN)
+        answer = await _period_question(dispatcher, tracker, identity, insights.unusual_orders)
         if answer is None:
-            return []
-        if answer.unclear is not None:
-            dispatcher.utter_message(response="utter_business_unclear_period",
-                                     period=answer.unclear)
             return []
         where = "among your accounts' orders" if identity.role == "rep" else "among the orders"
         if answer.orders:
@@ -107,16 +116,9 @@ class ActionComplaintTopics(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[dict[str, Any]]:
-        identity = identify(tracker)
-        if not permitted(dispatcher, identity, "analytics.read"):
-            return []
-        answer = await crm_call(dispatcher, insights.complaint_topics, identity=identity,
-                                text=_text(tracker), period=_period(tracker), limit=SHOWN)
+        answer = await _period_question(dispatcher, tracker, identify(tracker),
+                                        insights.complaint_topics)
         if answer is None:
-            return []
-        if answer.unclear is not None:
-            dispatcher.utter_message(response="utter_business_unclear_period",
-                                     period=answer.unclear)
             return []
         if answer.in_period:
             head = f"What customers complained about in {answer.period.label}, most often first:"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,19 +20,13 @@ import pytest
 from crm_ml import events
 from crm_ml.db import migrate
 from crm_ml.db.session import get_engine
+from tests.support.servers import answers
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
-def _rabbitmq_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
 
-
-pytestmark = pytest.mark.skipif(not _rabbitmq_answers(),
+pytestmark = pytest.mark.skipif(not answers(5672),
                                 reason="RabbitMQ does not answer on 127.0.0.1:5672")
 
 

@@ -8,7 +8,6 @@ stores every message once, and a second consumer run adds nothing.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import uuid
@@ -19,22 +18,15 @@ import pytest
 
 from crm_ml import events
 from crm_ml.config import PROJECT_ROOT
-from tests.support.servers import Stack, assistant, crm_snapshot, eventually
+from tests.support.servers import Stack, answers, assistant, crm_snapshot, eventually
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CRM_ML = PROJECT_ROOT / ".venv" / "bin" / "crm-ml"
 
 
-def _rabbitmq_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not _rabbitmq_answers(),
+              pytest.mark.skipif(not answers(5672),
                                  reason="RabbitMQ does not answer on 127.0.0.1:5672"),
               pytest.mark.skipif(not (PROJECT_ROOT / "var" / "crm.db").is_file(),
                                  reason="var/crm.db not loaded (make load)")]

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -42,6 +41,7 @@ from crm_ml.config import PROJECT_ROOT
 from tests.conftest import PG_ADMIN_URL, _pg_available
 from tests.support.servers import (
     RASA_MODEL,
+    answers,
     crm_snapshot,
     free_port,
     launch,
@@ -60,14 +60,6 @@ TEXTS = ["hi", "what are your opening hours?", "how long does delivery take?",
 CRM_ML = PROJECT_ROOT / ".venv" / "bin" / "crm-ml"
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _haproxy() -> str | None:
     return shutil.which("haproxy") or next(
         (p for p in ("/usr/sbin/haproxy",) if Path(p).is_file()), None)
@@ -76,9 +68,9 @@ def _haproxy() -> str | None:
 def _missing() -> str | None:
     if not _haproxy():
         return "HAProxy is not installed (make haproxy)"
-    if not _answers(6379):
+    if not answers(6379):
         return "Redis does not answer on 127.0.0.1:6379"
-    if not _answers(5672):
+    if not answers(5672):
         return "RabbitMQ does not answer on 127.0.0.1:5672"
     if not (PROJECT_ROOT / "var" / "crm.db").is_file():
         return "var/crm.db not loaded (make load)"

@@ -29,12 +29,23 @@ from bench.stack import (
 )
 from crm_ml.identity import sign
 
-__all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "assistant", "crm_snapshot",
+__all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "answers", "assistant", "crm_snapshot",
            "eventually", "free_port", "start_actions", "stop", "wait_http"]
 
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
 # The Rasa HTTP API (/conversations/...) answers only with ?token=API_TOKEN.
 API_TOKEN = "e2e-rasa-api-token"
+
+
+def answers(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a service (RabbitMQ, Redis...) accepts connections on ``host:port``."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def crm_snapshot(folder: Path) -> Path:
