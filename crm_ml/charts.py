@@ -320,8 +320,10 @@ def interval_png(estimates: Sequence[tuple[str, float, float | None, float | Non
     return _png(fig)
 
 
-def amounts_png(amounts: Sequence[tuple[str, float]], *, title: str) -> bytes | None:
-    """Horizontal bars of money amounts, one per label (actual against predicted revenue)."""
+def amounts_png(amounts: Sequence[tuple[str, float]], *, title: str,
+                money: bool = True) -> bytes | None:
+    """Horizontal bars of amounts, one per label (actual against predicted revenue; with
+    ``money=False`` counts, such as messages per topic)."""
     if not amounts:
         return None
     fig = _figure((5.5, 0.8 + 0.45 * len(amounts)))
@@ -329,7 +331,10 @@ def amounts_png(amounts: Sequence[tuple[str, float]], *, title: str) -> bytes | 
     labels = [label for label, _ in amounts][::-1]
     values = [value for _, value in amounts][::-1]
     bars = ax.barh(labels, values, color="#1f4e79")
-    ax.bar_label(bars, labels=[money_axis(v) for v in values], fontsize=7, padding=2)
-    ax.xaxis.set_major_formatter(money_axis)
+    if money:
+        ax.bar_label(bars, labels=[money_axis(v) for v in values], fontsize=7, padding=2)
+        ax.xaxis.set_major_formatter(money_axis)
+    else:
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize=7, padding=2)
     ax.set_title(title)
     return _png(fig)

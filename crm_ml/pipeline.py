@@ -43,6 +43,7 @@ MODELS: dict[str, str] = {
     "anomalies": "crm_ml.anomalies",
     "nba": "crm_ml.nba",
     "clv": "crm_ml.clv",
+    "topics": "crm_ml.topics",
 }
 
 Message = Callable[[str], None]

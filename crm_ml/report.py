@@ -45,6 +45,7 @@ from crm_ml.charts import (
     elbow_png,
     segment_sizes_png,
 )
+from crm_ml.report_papers import PAPER_FIGURES, PaperFigure
 from crm_ml.report_pictures import MODEL_PICTURES
 from crm_ml.report_render import render_html, render_markdown
 
@@ -84,6 +85,7 @@ REGISTRY_NAMES: dict[str, str] = {
     "anomalies": "anomalies",
     "next_best_action": "nba",
     "clv": "clv",
+    "topics": "topics",
 }
 
 #: The contract's keys per section (lead_scoring: per dataset).
@@ -100,43 +102,9 @@ KEYS: dict[str, tuple[str, ...]] = {
                          "logged_value", "random_dr_value"),
     "clv": ("mae", "spearman", "top_decile_capture", "baseline_mae", "baseline_spearman",
             "baseline_top_decile_capture"),
+    "topics": ("k", "coherence", "nmi_tweets", "purity_tweets", "method",
+               "baseline_nmi_tweets", "baseline_purity_tweets"),
 }
-
-
-@dataclass(frozen=True)
-class PaperFigure:
-    """A figure reported in the literature the project follows.
-
-    Attributes:
-        section: Report section.
-        metric: Our metric it compares with (a key of the section, or a
-            ``dataset.key`` path for lead scoring; None when nothing is comparable).
-        label: What the paper reports.
-        value: The number, as a fraction (or as MAPE percent), or None.
-    """
-
-    section: str
-    metric: str | None
-    label: str
-    value: float | None
-
-
-PAPER_FIGURES: tuple[PaperFigure, ...] = (
-    PaperFigure("lead_scoring", "accuracy", "lead scoring: accuracy 85%", 0.85),
-    PaperFigure("lead_scoring", "f1", "lead scoring: F1 85%", 0.85),
-    PaperFigure("lead_scoring", "accuracy", "gradient boosting: accuracy 84.3%", 0.843),
-    PaperFigure("sentiment", "accuracy", "sentiment: accuracy 85-90%", 0.85),
-    PaperFigure("churn", "auc", "churn: AUC 0.82", 0.82),
-    PaperFigure("forecast", "mape", "sales forecast: MAPE 4.8%", 4.8),
-    PaperFigure("segmentation", None, "RFM scores + K-Means segments (no figure)", None),
-    PaperFigure("recommendations", None, "no figure; our baseline: popularity", None),
-    PaperFigure("anomalies", None, "Isolation Forest for unusual activity (no figure); "
-                "our baseline: robust z-scores", None),
-    PaperFigure("next_best_action", None, "reinforcement learning for next-best-action (no "
-                "figure); ours: an offline bandit judged off-policy", None),
-    PaperFigure("clv", None, "customer lifetime value (no figure); ours: BG/NBD + Gamma-Gamma "
-                "against each customer's historical spend rate", None),
-)
 
 
 # ----------------------------------------------------------------------------- data
@@ -350,6 +318,7 @@ _TITLES = {
     "anomalies": "Unusual orders (injected anomalies in a held-out period)",
     "next_best_action": "Next-best-action (offline bandit, off-policy estimates)",
     "clv": "Customer lifetime value (spend in the 6 months after a cutoff)",
+    "topics": "Complaint topics (agreement with the tweets' labelled negative reasons)",
 }
 
 

@@ -66,6 +66,26 @@ def _clv_pictures(run: Any) -> list[tuple[str, bytes | None]]:
     return pictures
 
 
+def _topic_pictures(run: Any) -> list[tuple[str, bytes | None]]:
+    m, labels, sizes = run.metrics, run.params.get("labels") or [], run.params.get("sizes") or []
+    pictures: list[tuple[str, bytes | None]] = []
+    if labels and sizes:
+        pictures.append(("messages per topic (all that customers wrote)", amounts_png(
+            list(zip(labels, [float(x) for x in sizes], strict=False)),
+            title="Complaint topics", money=False)))
+    if m.get("nmi_tweets") is not None:
+        pictures.append(("agreement with the tweets' negative reasons: topics and random",
+                         paired_bars_png(["NMI", "purity"],
+                                         [m["nmi_tweets"], m.get("purity_tweets") or 0.0],
+                                         [m.get("baseline_nmi_tweets") or 0.0,
+                                          m.get("baseline_purity_tweets") or 0.0],
+                                         title=f"Topics ({m.get('method')}, k={m.get('k')}) "
+                                               "against labelled reasons",
+                                         ours_label="topics", baseline_label="random topics")))
+    return pictures
+
+
 #: Report section -> its pictures.
 MODEL_PICTURES: dict[str, Callable[[Any], list[tuple[str, bytes | None]]]] = {
-    "anomalies": _anomaly_pictures, "next_best_action": _nba_pictures, "clv": _clv_pictures}
+    "anomalies": _anomaly_pictures, "next_best_action": _nba_pictures, "clv": _clv_pictures,
+    "topics": _topic_pictures}

@@ -21,7 +21,8 @@ from crm_ml.db import session_scope
 
 def test_resolve_keeps_the_training_order() -> None:
     assert pipeline.resolve("all") == ["segments", "recommendations", "forecast", "leads",
-                                       "churn", "sentiment", "anomalies", "nba", "clv"]
+                                       "churn", "sentiment", "anomalies", "nba", "clv",
+                                       "topics"]
     assert pipeline.resolve("forecast, segments") == ["segments", "forecast"]
     assert pipeline.resolve("Churn") == ["churn"]
     with pytest.raises(ValueError, match="unknown model"):

@@ -63,7 +63,7 @@ def test_json_has_exactly_the_contract_shape(tmp_path: Path, offline_db: str) ->
     _store(tmp_path / "models")
     got = report.collect_metrics()
     assert list(got) == ["lead_scoring", "churn", "sentiment", "forecast", "recommendations",
-                         "segmentation", "anomalies", "next_best_action", "clv"]
+                         "segmentation", "anomalies", "next_best_action", "clv", "topics"]
     # not stored here
     assert got["anomalies"] is None and got["next_best_action"] is None and got["clv"] is None
     assert set(got["lead_scoring"]) == {"bank_marketing", "x_education"}
@@ -165,8 +165,14 @@ def test_the_papers_remaining_models_have_pictures_beside_their_baselines() -> N
                                    "holdout_revenue": 4.1e6, "predicted_revenue": 3.8e6,
                                    "baseline_revenue": 3.5e6}}),
     }
+    runs["topics"] = run("topics", {"k": 4, "coherence": 0.13, "nmi_tweets": 0.18,
+                                    "purity_tweets": 0.49, "method": "nmf",
+                                    "baseline_nmi_tweets": 0.001,
+                                    "baseline_purity_tweets": 0.36},
+                         {"labels": ["flight, delayed, late", "hold, hours, help"],
+                          "sizes": [4441, 2886]})
     sections = {s.key: s for s in report.build_sections(runs)}
-    for key, pictures in (("anomalies", 1), ("next_best_action", 1), ("clv", 2)):
+    for key, pictures in (("anomalies", 1), ("next_best_action", 1), ("clv", 2), ("topics", 2)):
         images = sections[key].images
         assert len(images) == pictures, key
         assert all(png.startswith(b"\x89PNG") for _, png in images)
