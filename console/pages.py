@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
+from console import model_panels
 from console.api import EscalationId, crm_call, rasa_handoff, record_reply, record_resolve
 from console.auth import (
     authenticate,
@@ -287,14 +288,15 @@ def resolve(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
 def insights_page(request: Request, viewer: AgentViewer) -> HTMLResponse:
     crm_call(lambda: _seen(viewer))
 
-    def load() -> crm_insights.Insights:
+    def load() -> tuple[crm_insights.Insights, dict[str, Any]]:
         with session_scope() as s:
-            return crm_insights.overview(session=s, identity=viewer.identity)
+            return (crm_insights.overview(session=s, identity=viewer.identity),
+                    model_panels.panels(session=s, identity=viewer.identity))
 
-    data = crm_call(load)
+    data, models = crm_call(load)
     charts = bool(getattr(request.app.state, "charts", False))
     return render(request, "insights.html",
-                  {"viewer": viewer, "charts": charts, **ins.page_context(data)})
+                  {"viewer": viewer, "charts": charts, **ins.page_context(data), **models})
 
 
 # --- web chat ----------------------------------------------------------------------

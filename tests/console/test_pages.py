@@ -13,8 +13,10 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
+from crm_ml.db.models_insights import FeedbackTopic, TopicAssignment, UnusualActivity
 from crm_ml.identity import sign
 from tests.console.conftest import SECRET, csrf_of
 
@@ -91,6 +93,17 @@ def seed(url: str) -> dict[str, int]:
                              + dt.timedelta(weeks=week), yhat=20000 + 500 * week,
                              lower=15000 + 400 * week, upper=25000 + 600 * week,
                              model_version="sarimax-1"))
+        s.add(UnusualActivity(scope="order", invoice="500001", customer_id=12347,
+                              occurred_at=_day(3), country="Iceland", amount=200.5, quantity=4,
+                              score=4.2, reasons=["placed at 03:00 (robust z +4.1)"],
+                              model_version="a1"))
+        topic = FeedbackTopic(label="parcel, late, delivery", top_terms=["parcel", "late"],
+                              examples=["my parcel is late again"], size=2, model_version="t1")
+        s.add(topic)
+        s.flush()
+        for n, day in enumerate((2, 4, 40)):
+            s.add(TopicAssignment(topic_id=topic.id, source="interaction", source_id=str(n),
+                                  written_at=_day(day), text="late parcel"))
         s.flush()
         return {"angry": angry.id, "calm": calm.id, "done": done.id}
 
@@ -207,7 +220,9 @@ def test_resolve_hands_back_to_the_bot(agent: TestClient, crm: str, ids: dict[st
     assert len(handoff_calls) == 1
 
 
-def test_insights(agent: TestClient, ids: dict[str, int]) -> None:
+def test_insights(agent: TestClient, ids: dict[str, int], env: pytest.MonkeyPatch) -> None:
+    env.setenv("CRM_TODAY", "2026-03-10")  # the seeded data's "as of" date
+    get_settings.cache_clear()
     page = agent.get("/insights")
     assert page.status_code == 200
     html = page.text
@@ -223,8 +238,13 @@ def test_insights(agent: TestClient, ids: dict[str, int]) -> None:
     sentiment = html[html.index('id="sentiment"'):html.index('id="escalations"')]
     assert "<svg" in sentiment and "2026-03-09 negative: 1" in sentiment
     assert "2026-03-10 negative: 1" in sentiment and "2026-03-09 positive: 1" in sentiment
-    escalations = html[html.index('id="escalations"'):html.index('id="hot-leads"')]
+    escalations = html[html.index('id="escalations"'):html.index('id="unusual-orders"')]
     assert "<svg" in escalations
+    unusual = html[html.index('id="unusual-orders"'):html.index('id="complaint-topics"')]
+    assert "500001" in unusual and "placed at 03:00" in unusual and "£200.50" in unusual
+    topics = html[html.index('id="complaint-topics"'):html.index('id="hot-leads"')]
+    assert "parcel, late, delivery" in topics and "my parcel is late again" in topics
+    assert "<td>2</td>" in topics  # two messages this month (the third is older)
     # Agents may not read leads (crm_ml.authz): no lead, no rep, a word why. The ranking
     # itself (top 3 open leads per rep, by score) is tested in tests/crm_ml/test_insights.py.
     leads = html[html.index('id="hot-leads"'):]
@@ -264,7 +284,8 @@ def test_a_chart_link_from_the_assistant_opens_without_a_session(client: TestCli
 def test_insights_with_empty_tables(agent: TestClient) -> None:
     page = agent.get("/insights")
     assert page.status_code == 200
-    assert page.text.count("No data yet") == 4  # the fifth section, leads, is not for agents
+    # the seventh section, leads, is not for agents
+    assert page.text.count("No data yet") == 6
     assert "not shown to agents" in page.text
 
 
