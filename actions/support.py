@@ -208,6 +208,9 @@ class ActionRefundStatus(CustomerAction):
         return []
 
 
+STAFF_ROLES = frozenset({"rep", "manager", "agent"})
+
+
 class ActionRecommendProducts(Action):
     """Product ideas: the customer's own recommendations, else the shop's best sellers."""
 
@@ -217,8 +220,14 @@ class ActionRecommendProducts(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
         identity = identify(tracker)
+        if identity.role in STAFF_ROLES:
+            # "top products this month" from a rep reads like a shopper's "what's popular":
+            # staff get the business question's answer (country, period, N honoured)
+            from actions.business import ActionTopProducts
+
+            return await ActionTopProducts().run(dispatcher, tracker, domain)
         if identity.role != "customer":
-            identity = Identity("anonymous")  # staff ask for a customer's ideas elsewhere
+            identity = Identity("anonymous")
         found = await crm_call(dispatcher, support.suggestions, identity=identity)
         if found is None:
             return []
