@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import statistics
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
