@@ -16,7 +16,14 @@ from rasa_sdk.events import EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.crm import NOT_FOUND, crm_call
-from actions.gate import CONFIRM_SLOT, ORDER_SLOT, PENDING_SLOT, CustomerAction, customer_actions
+from actions.gate import (
+    CONFIRM_SLOT,
+    EMAIL_SLOT,
+    ORDER_SLOT,
+    PENDING_SLOT,
+    CustomerAction,
+    customer_actions,
+)
 from actions.identity import identify
 from actions.parsing import last_user_text
 from actions.speech import order_facts, product_name, say_count, say_list, say_price
@@ -34,6 +41,7 @@ __all__ = [
     "ActionGetInvoice",
     "ActionOrderStatus",
     "ActionVerifyCustomer",
+    "order_given_before",
 ]
 
 NOT_AN_ORDER = "utter_order_not_found"
@@ -52,7 +60,9 @@ REQUEST_INTENTS = {
     "track_order": "action_order_status", "cancel_order": "action_cancel_order",
     "change_order": "action_change_order", "check_invoice": "action_check_invoice",
     "get_invoice": "action_get_invoice", "get_refund": "action_request_refund",
-    "track_refund": "action_refund_status",
+    "track_refund": "action_refund_status", "report_missing_parcel": "action_missing_parcel",
+    "report_wrong_item": "action_wrong_item", "report_damaged_item": "action_wrong_item",
+    "show_orders": "action_list_orders",
 }
 """Requests that a message full of details may carry ("cancel 536365, e-mail ...")."""
 RUNNER_UP_CONFIDENCE = 0.25
@@ -89,7 +99,32 @@ class ActionVerifyCustomer(Action):
         target = targets.get(pending) if isinstance(pending, str) else None
         if target is None:
             target = targets.get(request_in_details(tracker) or "", ActionOrderStatus)
-        return await target().run(dispatcher, tracker, domain)
+        kept = order_given_before(tracker)
+        if kept is None:
+            return await target().run(dispatcher, tracker, domain)
+        tracker = tracker.copy()
+        tracker.slots[ORDER_SLOT] = kept
+        return [SlotSet(ORDER_SLOT, kept), *await target().run(dispatcher, tracker, domain)]
+
+
+def order_given_before(tracker: Tracker) -> str | None:
+    """The order number to check a newly sent e-mail against, when this message has none.
+
+    A failed check forgets both details (a wrong pair must not be retried by
+    itself); a customer who then sends only the e-mail again meant the order
+    number they gave before, so they are not asked for it twice.
+
+    Returns:
+        That order number, or None when the message brings its own, the caller is
+        known already, no request is waiting, or no order number was given before.
+    """
+    if (tracker.get_slot(ORDER_SLOT) or not tracker.get_slot(EMAIL_SLOT)
+            or not tracker.get_slot(PENDING_SLOT) or identify(tracker).role == "customer"):
+        return None
+    for event in reversed(tracker.events):
+        if event.get("event") == "slot" and event.get("name") == ORDER_SLOT and event.get("value"):
+            return support.clean_order_id(event["value"])
+    return None
 
 
 class ActionOrderStatus(CustomerAction):

@@ -16,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 import actions.account  # noqa: F401 - registers the gated account actions
+import actions.claims  # noqa: F401 - registers the gated claim actions
 import actions.support  # noqa: F401 - registers the gated refund actions
 from actions.gate import customer_actions
 from actions.orders import (
@@ -96,7 +97,8 @@ def test_every_gated_action_can_be_resumed() -> None:
     assert {"action_order_status", "action_cancel_order", "action_change_order",
             "action_check_invoice", "action_get_invoice", "action_request_refund",
             "action_refund_status", "action_shipping_address", "action_edit_account",
-            "action_delete_account"} == set(customer_actions())
+            "action_delete_account", "action_missing_parcel", "action_wrong_item",
+            "action_list_orders"} == set(customer_actions())
 
 
 # --------------------------------------------------------------------------- the gate
@@ -191,6 +193,37 @@ def test_failed_verification_reveals_nothing(order_id: str, email: str) -> None:
     assert dispatcher.messages == [{
         "text": None, "buttons": [], "elements": [], "custom": {}, "image": None,
         "attachment": None, "template": "utter_verify_failed", "response": "utter_verify_failed"}]
+
+
+def test_after_a_wrong_email_the_order_number_is_kept() -> None:
+    """Order number, then a wrong e-mail, then the right one: verified without asking twice."""
+    given = [{"event": "slot", "name": "order_id", "value": "579000"}]
+    events, dispatcher = run(ActionVerifyCustomer(), conversation(
+        text=OLIVIA_EMAIL, earlier=given,
+        slots={"order_id": "579000", "email": OLIVIA_EMAIL,
+               "pending_action": "action_order_status"}))
+    assert responses(dispatcher) == ["utter_verify_failed"]
+    assert SlotSet("order_id", None) in events  # the wrong pair is not retried by itself
+    history = [*given, *[{"event": "slot", "name": e["name"], "value": e["value"]}
+                         for e in events]]
+    events, dispatcher = run(ActionVerifyCustomer(), conversation(
+        text=f"sorry, it's {GEORGE_EMAIL}", earlier=history,
+        slots={"order_id": None, "email": GEORGE_EMAIL,
+               "pending_action": "action_order_status"}))
+    assert responses(dispatcher) == ["utter_verified", "utter_order_status_delivered"]
+    assert events[0] == SlotSet("order_id", "579000")
+    assert SlotSet("verified_customer", "12347") in events
+    assert dispatcher.messages[1]["order_id"] == "579000"
+
+
+def test_a_new_order_number_after_a_failure_asks_only_for_the_email() -> None:
+    given = [{"event": "slot", "name": "order_id", "value": "579000"},
+             {"event": "slot", "name": "order_id", "value": None}]
+    events, dispatcher = run(ActionVerifyCustomer(), conversation(
+        text="it was order 580900", earlier=given,
+        slots={"order_id": "580900", "pending_action": "action_order_status"}))
+    assert responses(dispatcher) == ["utter_ask_email"]
+    assert SlotSet("order_id", "579000") not in events
 
 
 def test_five_failures_lock_the_conversation() -> None:
