@@ -27,15 +27,27 @@ from sqlalchemy.orm import Session
 from crm_ml.audit import audit, utcnow
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
+from crm_ml.db.models_helpdesk import ConversationRating
 from crm_ml.errors import CRMError, NotFound
-from crm_ml.tickets import open_ticket
+from crm_ml.tickets import (
+    HANDOFF_KIND,
+    append_to_ticket,
+    close_thread_tickets,
+    open_ticket,
+    thread_ticket,
+    transcript_lines,
+)
 
 __all__ = [
     "AGENT_ONLINE_WINDOW",
     "AlreadyResolved",
     "Availability",
     "EscalationOutcome",
+    "HUMAN_REASON",
+    "RATING_RANGE",
+    "ResolvedThread",
     "SupportHours",
+    "add_to_thread",
     "agents_online",
     "availability",
     "conversation",
@@ -43,9 +55,12 @@ __all__ = [
     "get_escalation",
     "list_escalations",
     "open_escalation",
+    "open_thread",
+    "record_rating",
     "reply_to_escalation",
     "resolve",
     "resolve_escalation",
+    "resolve_thread",
     "support_hours",
 ]
 
@@ -203,6 +218,62 @@ class EscalationOutcome:
     live: bool  # an agent takes it now (conversation paused)
     ticket_id: int | None
     expectation: str
+    existing: bool = False  # the conversation's thread was open already: joined, not opened
+
+
+#: Reasons that outrank whatever fired first: a customer who asks for a person
+#: is recorded as such even when an upset message had opened the thread.
+HUMAN_REASON = "asked for a human"
+
+
+def _key(item: dict[str, Any]) -> tuple[Any, ...]:
+    return (item.get("from"), item.get("text"), item.get("at"))
+
+
+def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]]]:
+    """``old`` followed by the items of ``new`` it does not hold yet; and those items."""
+    seen = {_key(item) for item in old}
+    added = [item for item in new if _key(item) not in seen]
+    return [*old, *added], added
+
+
+def open_thread(*, session: Session, sender_id: str) -> m.Escalation | None:
+    """The conversation's open thread (a live escalation or a ticket), if any."""
+    return session.scalar(
+        select(m.Escalation).where(m.Escalation.sender_id == sender_id,
+                                   m.Escalation.status.in_(["open", "ticket"]))
+        .order_by(m.Escalation.id).limit(1)
+    )
+
+
+def _join_thread(session: Session, esc: m.Escalation, reason: str,
+                 transcript: list[dict[str, Any]], sentiment_history: list[dict[str, Any]],
+                 now: dt.datetime) -> EscalationOutcome:
+    """Append a conversation's new messages to its open thread (no second thread)."""
+    esc.transcript, added = _merge(list(esc.transcript or []), transcript)
+    esc.sentiment_history, _ = _merge(list(esc.sentiment_history or []), sentiment_history)
+    if esc.sentiment_history:
+        esc.sentiment = esc.sentiment_history[-1].get("sentiment")
+    if reason == HUMAN_REASON and esc.reason != HUMAN_REASON:
+        esc.reason = HUMAN_REASON
+    ticket = thread_ticket(session=session, sender_id=esc.sender_id)
+    if ticket is not None:
+        append_to_ticket(session=session, ticket=ticket,
+                         items=[i for i in added if i.get("from") == "customer"])
+    audit(session=session, actor=esc.sender_id, action="join_thread", entity="escalations",
+          entity_id=str(esc.id), details={"messages": len(added)})
+    live = esc.status == "open"
+    if live:
+        expectation = Availability(True, "open", None).expectation()
+    elif esc.channel == "voice":
+        expectation = Availability(False, "callback", None).expectation()
+    else:
+        expectation = availability(session=session, now=now).expectation()
+        if expectation == Availability(True, "open", None).expectation():
+            expectation = "A colleague will reply to your ticket shortly."
+    return EscalationOutcome(esc.id, live, ticket.id if ticket else None, expectation,
+                             existing=True)
 
 
 def open_escalation(*, session: Session, sender_id: str, channel: str, reason: str,
@@ -211,43 +282,69 @@ def open_escalation(*, session: Session, sender_id: str, channel: str, reason: s
                     live_possible: bool = True) -> EscalationOutcome:
     """Record an escalation with its context; open a ticket when nobody can take it live.
 
-    An open escalation of the same conversation is reused rather than duplicated.
+    One conversation has one open thread: when it has one already, the new
+    messages (and their sentiment) are appended to it and to its ticket, the
+    first reason stays (unless the customer now asks for a person), and the
+    outcome carries the existing ticket number (``existing=True``).
     ``live_possible=False`` (a phone call, which an agent cannot join) always
-    becomes a ticket with a callback promise.
+    becomes a ticket with a callback promise. The ticket holds the transcript.
     """
     now = now or utcnow()
+    existing = open_thread(session=session, sender_id=sender_id)
+    if existing is not None:
+        return _join_thread(session, existing, reason, transcript, sentiment_history, now)
     avail = availability(session=session, now=now)
     if not live_possible and avail.available:
         avail = Availability(False, "callback", None)
     profile = customer_profile(session=session, customer_id=customer_id)
     customer_id = profile["customer_id"]  # None for an erased customer
     latest = sentiment_history[-1]["sentiment"] if sentiment_history else None
-    existing = session.scalar(
-        select(m.Escalation).where(m.Escalation.sender_id == sender_id,
-                                   m.Escalation.status.in_(["open", "ticket"]))
-    )
-    esc = existing or m.Escalation(sender_id=sender_id, channel=channel, created_at=now)
-    esc.customer_id = customer_id
-    esc.reason = reason
-    esc.sentiment = latest
-    esc.transcript = transcript
-    esc.sentiment_history = sentiment_history
-    esc.context = profile
-    esc.status = "open" if avail.available else "ticket"
-    if existing is None:
-        session.add(esc)
+    esc = m.Escalation(sender_id=sender_id, channel=channel, created_at=now,
+                       customer_id=customer_id, reason=reason, sentiment=latest,
+                       transcript=transcript, sentiment_history=sentiment_history,
+                       context=profile, status="open" if avail.available else "ticket")
+    session.add(esc)
     session.flush()
     ticket_id = None
     if not avail.available:
+        subject = ("Callback needed" if avail.reason == "callback" else "Customer needs a person")
         ticket = open_ticket(
-            session=session, kind="handoff", customer_id=customer_id, sender_id=sender_id,
-            subject=f"Callback needed: {reason}",
-            body=f"Escalation {esc.id} on {channel} while {avail.reason}.",
+            session=session, kind=HANDOFF_KIND, customer_id=customer_id, sender_id=sender_id,
+            subject=f"{subject}: {reason}",
+            body=(f"Escalation {esc.id} on {channel} ({avail.reason}), reason: {reason}.\n"
+                  + transcript_lines(transcript)),
         )
         ticket_id = ticket.id
     audit(session=session, actor=sender_id, action="escalate", entity="escalations",
           entity_id=str(esc.id), details={"reason": reason, "live": avail.available})
     return EscalationOutcome(esc.id, avail.available, ticket_id, avail.expectation())
+
+
+def add_to_thread(*, session: Session, sender_id: str,
+                  items: list[dict[str, Any]]) -> int | None:
+    """Append customer messages to the conversation's open ticket thread.
+
+    Used while a ticket waits for an agent: what the customer writes goes to the
+    ticket rather than to the bot's fallback.
+
+    Returns:
+        The ticket's number, or None when the conversation has no open ticket.
+    """
+    esc = open_thread(session=session, sender_id=sender_id)
+    ticket = thread_ticket(session=session, sender_id=sender_id)
+    if ticket is None:
+        return None
+    if esc is not None:
+        esc.transcript, added = _merge(list(esc.transcript or []), items)
+        moods = [{"at": i.get("at"), "sentiment": i["sentiment"],
+                  "confidence": i.get("confidence")} for i in added if i.get("sentiment")]
+        if moods:
+            esc.sentiment_history = [*(esc.sentiment_history or []), *moods]
+            esc.sentiment = moods[-1]["sentiment"]
+    else:
+        added = items
+    append_to_ticket(session=session, ticket=ticket, items=added)
+    return ticket.id
 
 
 _ANGER = case((m.Escalation.sentiment == "negative", 0), else_=1)
@@ -341,11 +438,63 @@ def resolve_escalation(*, session: Session, escalation_id: int, agent: str, agai
 
 def resolve(*, session: Session, escalation_id: int, agent: str,
             now: dt.datetime | None = None) -> m.Escalation:
-    """Mark an escalation resolved by ``agent`` (the caller resumes the bot)."""
+    """Resolve an escalation for ``agent``, closing its tickets (the caller resumes the bot)."""
+    return resolve_thread(session=session, escalation_id=escalation_id, agent=agent,
+                          now=now).escalation
+
+
+@dataclass(frozen=True)
+class ResolvedThread:
+    """A thread an agent resolved: where to say so, and whether the bot had stopped."""
+
+    escalation: m.Escalation
+    sender_id: str
+    channel: str
+    was_live: bool  # the conversation was paused: the bot says it is back
+    closed_tickets: list[int]
+
+
+def resolve_thread(*, session: Session, escalation_id: int, agent: str,
+                   now: dt.datetime | None = None) -> ResolvedThread:
+    """Resolve a thread: the escalation and every open ticket of its conversation.
+
+    Raises:
+        NotFound: no such escalation.
+    """
     esc = get_escalation(session=session, escalation_id=escalation_id)
+    was_live = esc.status == "open"
     esc.status = "resolved"
     esc.agent = agent
     esc.resolved_at = now or utcnow()
+    closed = close_thread_tickets(session=session, sender_id=esc.sender_id, actor=agent)
     audit(session=session, actor=agent, action="resolve", entity="escalations",
-          entity_id=str(esc.id))
-    return esc
+          entity_id=str(esc.id), details={"tickets_closed": closed, "was_live": was_live})
+    return ResolvedThread(esc, esc.sender_id, esc.channel, was_live, closed)
+
+
+RATING_RANGE = range(1, 6)
+
+
+def record_rating(*, session: Session, sender_id: str, score: int, channel: str | None = None,
+                  now: dt.datetime | None = None) -> ConversationRating:
+    """Store a customer's rating (1-5) of their latest resolved thread.
+
+    Raises:
+        ValueError: the score is not 1 to 5.
+    """
+    if score not in RATING_RANGE:
+        raise ValueError("a rating is a whole number from 1 to 5")
+    esc = session.scalar(
+        select(m.Escalation).where(m.Escalation.sender_id == sender_id,
+                                   m.Escalation.status == "resolved")
+        .order_by(m.Escalation.resolved_at.desc(), m.Escalation.id.desc()).limit(1)
+    )
+    rating = ConversationRating(
+        escalation_id=esc.id if esc else None, sender_id=sender_id,
+        channel=channel or (esc.channel if esc else "unknown"), score=score,
+        created_at=now or utcnow())
+    session.add(rating)
+    session.flush()
+    audit(session=session, actor=sender_id, action="rate", entity="conversation_ratings",
+          entity_id=str(rating.id), details={"score": score})
+    return rating
