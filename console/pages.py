@@ -1,15 +1,20 @@
 """The console's pages (server-rendered, Jinja2): sign-in, inbox, escalation, insights, chat.
 
 * ``GET /login``, ``POST /login``, ``POST /logout``
-* ``GET /``: open escalations, newest and angriest first (``/inbox/rows`` refreshes
-  the table every few seconds)
-* ``GET /escalations/{id}``: profile, live transcript (``/escalations/{id}/live``,
-  polled every 2 s), reply and resolve forms
+* ``GET /``: the inbox: escalations and tickets as one list of threads (status,
+  channel, customer, reason, sentiment, waiting time, who claimed it), filtered by
+  ``status`` and ``channel``, paged (``/inbox/rows`` refreshes the table every few seconds)
+* ``GET /escalations/{id}``: the agent's summary of the conversation, profile, live
+  transcript (``/escalations/{id}/live``, polled every 2 s), claim, reply and resolve forms
+* ``GET /tickets/{id}``: a ticket of another kind, with its conversation and summary
+* ``POST /threads/{kind}/{id}/claim`` (``takeover=1`` to take another agent's),
+  ``POST /threads/{kind}/{id}/release``
 * ``GET /insights``: segments, forecast, sentiment and escalations per day, hot leads
 * ``GET /chat``: the customers' web chat on Rasa's socket.io channel
 
 Every page but ``/login`` and ``/chat`` is for agents; a visit counts as the agent's
-heartbeat. Forms carry the session's CSRF token. Replies and resolutions go
+heartbeat. Forms carry the session's CSRF token. A reply claims the thread; a
+thread another agent claimed takes no reply until it is taken over. Replies and resolutions go
 through the same path as the API: :func:`crm_ml.handoff.reply_to_escalation` or
 :func:`crm_ml.handoff.resolve_escalation`, then :func:`console.api.rasa_handoff`.
 """
@@ -20,9 +25,10 @@ import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -37,14 +43,18 @@ from console.auth import (
     too_many_failures,
 )
 from console.dependencies import AgentViewer, Viewer, signed_identity
-from crm_ml import agents, handoff
+from crm_ml import agents, handoff, thread_summary
+from crm_ml import inbox as crm_inbox
 from crm_ml import insights as crm_insights
 from crm_ml.config import get_settings
+from crm_ml.db import models as m
 from crm_ml.db import session_scope
+from crm_ml.errors import NotFound
 
 __all__ = [
     "PAGE_CSP",
     "chat",
+    "claim_thread",
     "escalation_live",
     "escalation_page",
     "inbox",
@@ -55,10 +65,12 @@ __all__ = [
     "login_redirect",
     "logout",
     "render",
+    "release_thread",
     "reply",
     "resolve",
     "router",
     "templates",
+    "ticket_page",
 ]
 
 logger = logging.getLogger(__name__)
@@ -149,39 +161,64 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respons
 # --- inbox and escalations ---------------------------------------------------------
 
 
-def _inbox_rows() -> tuple[list[dict[str, Any]], int]:
-    with session_scope() as s:
-        rows = []
-        for esc in handoff.list_escalations(session=s, status="open"):
-            ctx = esc.context or {}
-            last = (esc.transcript or [{}])[-1] if esc.transcript else {}
-            rows.append({
-                "id": esc.id, "sender_id": esc.sender_id, "channel": esc.channel,
-                "reason": esc.reason, "sentiment": esc.sentiment,
-                "history": esc.sentiment_history or [],
-                "customer_id": esc.customer_id, "name": ctx.get("name"),
-                "segment": ctx.get("segment"), "churn_risk": ctx.get("churn_risk"),
-                "lifetime_value": ctx.get("lifetime_value"),
-                "last_text": (last or {}).get("text", ""),
-                "created_at": esc.created_at.isoformat(sep=" ", timespec="minutes"),
-            })
-        tickets = len(handoff.list_escalations(session=s, status="ticket"))
-        return rows, tickets
+ThreadKind = Annotated[str, FastPath(pattern="^(escalation|ticket)$")]
+ThreadId = Annotated[int, FastPath(ge=1, le=2**63 - 1)]
+_STATUS_FILTERS = ("open", "all", *crm_inbox.STATUSES)
+
+
+def _inbox(status: str, channel: str | None, page: int) -> crm_inbox.InboxPage:
+    def run() -> crm_inbox.InboxPage:
+        with session_scope() as s:
+            return crm_inbox.list_threads(session=s, status=status, channel=channel or None,
+                                          page=page)
+
+    return crm_call(run)
+
+
+def _filters(status: str | None, channel: str | None) -> tuple[str, str | None]:
+    """Unknown filter values fall back to the default view (open threads, every channel)."""
+    status = status if status in _STATUS_FILTERS else "open"
+    return status, (channel or "").strip()[:24] or None
 
 
 @router.get("/", response_class=HTMLResponse)
-def inbox(request: Request, viewer: AgentViewer, resolved: int | None = None) -> HTMLResponse:
+def inbox(request: Request, viewer: AgentViewer, resolved: int | None = None,
+          status: str | None = None, channel: str | None = None,
+          page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> HTMLResponse:
     crm_call(lambda: _seen(viewer))
-    rows, tickets = crm_call(_inbox_rows)
-    return render(request, "inbox.html", {"viewer": viewer, "rows": rows, "tickets": tickets,
-                                          "resolved": resolved})
+    status, channel = _filters(status, channel)
+    data = _inbox(status, channel, page)
+    query = urlencode({k: v for k, v in {"status": status, "channel": channel,
+                                         "page": data.page}.items() if v})
+    return render(request, "inbox.html", {
+        "viewer": viewer, "rows": data.rows, "inbox": data, "status": status,
+        "channel": channel, "statuses": _STATUS_FILTERS, "resolved": resolved,
+        "me": viewer.identity.number, "query": query,
+        "page_link": lambda n: "/?" + urlencode({k: v for k, v in {
+            "status": status, "channel": channel, "page": n}.items() if v})})
 
 
 @router.get("/inbox/rows", response_class=HTMLResponse)
-def inbox_rows(request: Request, viewer: AgentViewer) -> HTMLResponse:
+def inbox_rows(request: Request, viewer: AgentViewer, status: str | None = None,
+               channel: str | None = None,
+               page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> HTMLResponse:
     crm_call(lambda: _seen(viewer))
-    rows, _ = crm_call(_inbox_rows)
-    return render(request, "_inbox_rows.html", {"rows": rows}, forms=False)
+    status, channel = _filters(status, channel)
+    data = _inbox(status, channel, page)
+    return render(request, "_inbox_rows.html", {"rows": data.rows, "status": status,
+                                                "me": viewer.identity.number}, forms=False)
+
+
+def _summary(s: Any, sender_id: str | None,
+             transcript: list[dict[str, Any]] | None) -> thread_summary.ThreadSummary | None:
+    if not sender_id:
+        return None
+    return thread_summary.summarise_conversation(session=s, sender_id=sender_id,
+                                                 transcript=transcript)
+
+
+def _claim(s: Any, kind: str, thread_id: int) -> dict[str, Any] | None:
+    return crm_inbox.claim_of(session=s, kind=kind, thread_id=thread_id)
 
 
 def _messages(s: Any, esc: Any) -> list[dict[str, Any]]:
@@ -222,13 +259,91 @@ def escalation_page(request: Request, escalation_id: EscalationId, viewer: Agent
                             "history": esc.sentiment_history or [],
                             "created_at": esc.created_at.isoformat(sep=" ",
                                                                    timespec="minutes")},
-                    "profile": _profile(s, esc), "messages": _messages(s, esc)}
+                    "profile": _profile(s, esc), "messages": _messages(s, esc),
+                    "summary": _summary(s, esc.sender_id, esc.transcript),
+                    "claim": _claim(s, "escalation", esc.id)}
 
     data = crm_call(load)
-    errors = {"unreachable": "The assistant could not be reached: the message was not sent.",
-              "resolved": "This conversation is already resolved."}
-    return render(request, "escalation.html", {"viewer": viewer, **data, "sent": bool(sent),
-                                               "error": errors.get(error or "")})
+    return render(request, "escalation.html", {
+        "viewer": viewer, **data, "sent": bool(sent), "error": _ERRORS.get(error or ""),
+        "me": viewer.identity.number, "kind": "escalation", "thread_id": escalation_id})
+
+
+_ERRORS = {"unreachable": "The assistant could not be reached: the message was not sent.",
+           "resolved": "This conversation is already resolved.",
+           "claimed": "Another agent has claimed this conversation: take it over first."}
+
+
+@router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+def ticket_page(request: Request, ticket_id: ThreadId, viewer: AgentViewer,
+                error: str | None = None) -> HTMLResponse:
+    """A ticket: what it is about, its conversation (when it came from one) and its summary."""
+    crm_call(lambda: _seen(viewer))
+
+    def load() -> dict[str, Any]:
+        with session_scope() as s:
+            ticket = s.get(m.Ticket, ticket_id)
+            if ticket is None:
+                raise NotFound(f"ticket {ticket_id}")
+            live = (handoff.conversation(session=s, sender_id=ticket.sender_id)
+                    if ticket.sender_id else [])
+            messages = [{"from": "customer" if c["direction"] == "in"
+                         else "agent" if c.get("kind") == "agent" else "assistant",
+                         "text": c["text"], "sentiment": c.get("sentiment")} for c in live]
+            return {"ticket": {"id": ticket.id, "kind": ticket.kind, "status": ticket.status,
+                               "subject": ticket.subject, "body": ticket.body,
+                               "order_id": ticket.order_id, "sender_id": ticket.sender_id,
+                               "customer_id": ticket.customer_id,
+                               "created_at": ticket.created_at.isoformat(
+                                   sep=" ", timespec="minutes")},
+                    "profile": handoff.customer_profile(session=s,
+                                                        customer_id=ticket.customer_id),
+                    "messages": messages, "summary": _summary(s, ticket.sender_id, []),
+                    "claim": _claim(s, "ticket", ticket.id)}
+
+    data = crm_call(load)
+    return render(request, "ticket.html", {
+        "viewer": viewer, **data, "error": _ERRORS.get(error or ""),
+        "me": viewer.identity.number, "kind": "ticket", "thread_id": ticket_id})
+
+
+def _thread_page(kind: str, thread_id: int) -> str:
+    return f"/{kind}s/{thread_id}"
+
+
+@router.post("/threads/{kind}/{thread_id}/claim")
+def claim_thread(request: Request, kind: ThreadKind, thread_id: ThreadId, viewer: AgentViewer,
+                 takeover: Annotated[int, Form()] = 0,
+                 csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Claim a thread (``takeover=1``: from the agent who holds it)."""
+    check_csrf(request, csrf_token, viewer)
+    page = _thread_page(kind, thread_id)
+
+    def run() -> None:
+        with session_scope() as s:
+            crm_inbox.claim(session=s, kind=kind, thread_id=thread_id,
+                            agent_id=viewer.identity.number or 0, takeover=bool(takeover))
+
+    try:
+        crm_call(run)
+    except crm_inbox.AlreadyClaimed:
+        return RedirectResponse(f"{page}?error=claimed", status_code=303)
+    return RedirectResponse(page, status_code=303)
+
+
+@router.post("/threads/{kind}/{thread_id}/release")
+def release_thread(request: Request, kind: ThreadKind, thread_id: ThreadId,
+                   viewer: AgentViewer, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Give a thread back to the team (only the agent who holds it can)."""
+    check_csrf(request, csrf_token, viewer)
+
+    def run() -> None:
+        with session_scope() as s:
+            crm_inbox.release(session=s, kind=kind, thread_id=thread_id,
+                              agent_id=viewer.identity.number or 0)
+
+    crm_call(run)
+    return RedirectResponse(_thread_page(kind, thread_id), status_code=303)
 
 
 @router.get("/escalations/{escalation_id}/live")
@@ -253,6 +368,15 @@ def reply(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
     if not text.strip():
         return RedirectResponse(page, status_code=303)
 
+    def claim() -> None:
+        with session_scope() as s:
+            crm_inbox.claim(session=s, kind="escalation", thread_id=escalation_id,
+                            agent_id=viewer.identity.number or 0)
+
+    try:
+        crm_call(claim)
+    except crm_inbox.AlreadyClaimed:
+        return RedirectResponse(f"{page}?error=claimed", status_code=303)
     try:
         sender = record_reply(escalation_id, viewer.user)
     except handoff.AlreadyResolved:
