@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from crm_ml import events
@@ -82,3 +83,45 @@ def test_messages_wait_in_the_queue_until_the_consumer_stores_them_once(
     again = subprocess.run([str(CRM_ML), "events", "consume", "--drain"], env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and _count(crm_copy, sender) == stored
+
+
+def test_a_rasa_process_killed_with_1000_undelivered_interactions_loses_none(
+        stack: Stack, crm_copy: Path, queue_url: str) -> None:
+    """The CRM is down (no consumer runs): 500 turns make 1,000+ interactions nobody has
+    written; ``kill -9`` of the Rasa process; then the consumer stores every one."""
+    import asyncio
+    import signal
+
+    senders = [f"web:k9-{uuid.uuid4().hex[:6]}-{i}" for i in range(50)]
+
+    async def talk(client: httpx.AsyncClient, sender: str) -> None:
+        for turn in range(10):
+            r = await client.post(f"{stack.rasa_url}/webhooks/rest/webhook",
+                                  json={"sender": sender, "message": "what are your opening "
+                                        f"hours? ({turn})", "message_id": f"{sender}:{turn}"})
+            r.raise_for_status()
+
+    async def load() -> None:
+        async with httpx.AsyncClient(timeout=120) as client:
+            await asyncio.gather(*(talk(client, s) for s in senders))
+
+    before = events.queue_depth(queue_url)
+    asyncio.run(load())
+    waiting = events.queue_depth(queue_url) - before
+    assert waiting >= 1000  # every reply left only once its turn was confirmed
+    stack.rasa.send_signal(signal.SIGKILL)
+    stack.rasa.wait(10)
+    assert all(_count(crm_copy, s) == 0 for s in senders)
+    env = {**os.environ, "CRM_EVENT_BROKER_URL": queue_url,
+           "CRM_DATABASE_URL": f"sqlite:///{crm_copy}"}
+    run = subprocess.run([str(CRM_ML), "events", "consume", "--drain"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with sqlite3.connect(crm_copy) as conn:
+        rows = conn.execute("SELECT sender_id, event_id FROM interactions WHERE direction = "
+                            "'in' AND sender_id LIKE 'web:k9-%' ORDER BY id").fetchall()
+        total = conn.execute("SELECT count(*) FROM interactions WHERE sender_id LIKE "
+                             "'web:k9-%'").fetchone()[0]
+    assert total >= 1000
+    for sender in senders:
+        assert [e for s, e in rows if s == sender] == [f"{sender}:{t}" for t in range(10)]

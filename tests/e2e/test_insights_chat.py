@@ -29,14 +29,15 @@ def _trained() -> bool:
     with sqlite3.connect(CRM) as conn:
         try:
             return all(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (
-                "customer_values", "unusual_activity", "next_best_actions"))
+                "customer_values", "unusual_activity", "next_best_actions", "feedback_topics"))
         except sqlite3.OperationalError:
             return False
 
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not _trained(), reason="var/crm.db has no lifetime values, "
-                                 "unusual orders or next best actions (make load train-models)")]
+                                 "unusual orders, next best actions or topics "
+                                 "(make load train-models)")]
 
 SECRET = "insights-secret"
 REFUSAL = "Sorry, I can't share that with you."  # domain's utter_not_allowed
@@ -109,7 +110,21 @@ def test_next_best_action_for_a_lead_and_a_customer(stack: Stack, crm_copy: Path
     assert answer.startswith("Next best action for customer 12347, "), answer
 
 
+def test_a_manager_asks_what_customers_complain_about(stack: Stack, crm_copy: Path) -> None:
+    (label,) = _one(crm_copy, "SELECT label FROM feedback_topics ORDER BY size DESC LIMIT 1")
+    answer = _say(stack, "web:i-topics", "what are customers complaining about this month?",
+                  "manager:1")
+    # the demo CRM holds no complaint written in December 2011: said, then all topics
+    assert answer.startswith("No customer complaints were written in this month"), answer
+    assert f"- {label}: " in answer and "As of 9 December 2011" in answer
+    answer = _say(stack, "web:i-topics", "what did customers complain about in february 2015",
+                  "manager:1")
+    assert answer.startswith("What customers complained about in February 2015"), answer
+    assert "on the period before" in answer or "new this period" in answer
+
+
 @pytest.mark.parametrize("text", ["any unusual orders this week?",
+                                  "what are customers complaining about",
                                   "whats the lifetime value of customer 12347",
                                   "next best action for customer 12347"])
 def test_customers_are_refused(stack: Stack, text: str) -> None:
