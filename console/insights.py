@@ -19,6 +19,7 @@ __all__ = [
     "bar_chart",
     "column_chart",
     "forecast_chart",
+    "helpdesk_context",
     "page_context",
     "sentiment_dots",
 ]
@@ -26,7 +27,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 COLORS = {"negative": "#c0392b", "neutral": "#95a5a6", "positive": "#27ae60",
-          "bar": "#2c6fbb", "band": "#cfe0f3", "line": "#1f4e8c", "axis": "#888"}
+          "bar": "#2c6fbb", "contained": "#7fb3e0", "escalations": "#e67e22",
+          "band": "#cfe0f3", "line": "#1f4e8c",
+          "axis": "#888"}
 
 
 # --- SVG charts ------------------------------------------------------------------
@@ -169,4 +172,51 @@ def page_context(data: Insights) -> dict[str, Any]:
             [d for d, _ in escalations], {"escalations": [n for _, n in escalations]},
             "Escalations per day") if escalations else None,
         "hot_leads": data.hot_leads,
+        **helpdesk_context(data),
     }
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def _duration(minutes: float | None) -> str:
+    if minutes is None:
+        return "–"
+    if minutes >= 1440:
+        return f"{minutes / 1440:.1f} d"
+    if minutes >= 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes:.0f} min"
+
+
+def helpdesk_context(data: Insights) -> dict[str, Any]:
+    """The helpdesk section: headline figures, a table per channel and per day, a chart.
+
+    Rates are shown as percentages and durations as minutes, hours or days;
+    ``helpdesk`` is None when there are no conversations at all.
+    """
+    stats = data.helpdesk
+    if stats is None or not stats.overall.conversations:
+        return {"helpdesk": None}
+
+    def row(f: Any) -> dict[str, Any]:
+        return {"key": f.key, "conversations": f.conversations, "escalated": f.escalated,
+                "containment": _pct(f.containment_rate), "escalation": _pct(f.escalation_rate),
+                "first_response": _duration(f.first_response_median_min),
+                "resolution": _duration(f.resolution_median_min),
+                "csat": _pct(f.csat) if f.ratings else "–", "ratings": f.ratings}
+
+    days = stats.per_day
+    chart = column_chart(
+        [f.key for f in days],
+        {"contained": [f.conversations - f.escalated for f in days],
+         "escalations": [f.escalated for f in days]},
+        "Conversations per day: contained by the bot and escalated") if days else None
+    return {"helpdesk": {
+        "overall": row(stats.overall),
+        "channels": [row(f) for f in stats.per_channel],
+        "days": [row(f) for f in reversed(days)],
+        "chart": chart,
+        "csat_note": None if stats.overall.ratings else "no ratings yet",
+    }}

@@ -6,6 +6,9 @@ what that caller may read:
 
 * segments, the forecast, sentiment and escalations per day are company-wide
   analytics (``analytics.read``: reps, managers and agents);
+* the helpdesk figures (first response time, time to resolution, containment and
+  escalation rates, CSAT, per day and per channel: :mod:`crm_ml.helpdesk_stats`)
+  are analytics too;
 * the hottest leads per rep need ``leads.read`` and stay within the caller's
   :func:`crm_ml.authz.rep_scope` (a rep their own, a manager their team's); an
   agent sees none. Won and lost leads are never "hot".
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from crm_ml import authz
 from crm_ml.db import models as m
+from crm_ml.helpdesk_stats import HelpdeskStats, helpdesk_stats
 from crm_ml.identity import Identity
 from crm_ml.sales import CLOSED_STATUSES
 
@@ -33,6 +37,7 @@ __all__ = [
     "RepLeads",
     "escalations_per_day",
     "forecast_points",
+    "helpdesk_figures",
     "hottest_leads_per_rep",
     "overview",
     "segment_sizes",
@@ -124,6 +129,17 @@ def escalations_per_day(*, session: Session, identity: Identity,
     return counts[-days:]
 
 
+def helpdesk_figures(*, session: Session, identity: Identity,
+                     days: int = 30) -> HelpdeskStats:
+    """The helpdesk figures, overall, per channel and for the last ``days`` days with any.
+
+    Raises:
+        Forbidden: the caller may not read analytics.
+    """
+    authz.require(identity, "analytics.read")
+    return helpdesk_stats(session=session, days=days)
+
+
 @dataclass(frozen=True)
 class RepLeads:
     """A rep and their hottest leads."""
@@ -183,6 +199,7 @@ class Insights:
     sentiment: list[dict[str, Any]]
     escalations: list[tuple[str, int]]
     hot_leads: list[RepLeads] | None
+    helpdesk: HelpdeskStats | None = None
 
 
 def overview(*, session: Session, identity: Identity, days: int = 30) -> Insights:
@@ -200,4 +217,5 @@ def overview(*, session: Session, identity: Identity, days: int = 30) -> Insight
         sentiment=sentiment_per_day(session=session, identity=identity, days=days),
         escalations=escalations_per_day(session=session, identity=identity, days=days),
         hot_leads=leads,
+        helpdesk=helpdesk_figures(session=session, identity=identity, days=days),
     )
