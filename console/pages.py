@@ -348,13 +348,15 @@ def release_thread(request: Request, kind: ThreadKind, thread_id: ThreadId,
 
 @router.get("/escalations/{escalation_id}/live")
 def escalation_live(escalation_id: EscalationId, viewer: AgentViewer) -> JSONResponse:
-    """The transcript and status, polled by the escalation page (also a heartbeat)."""
+    """The transcript, status and claim holder, polled by the escalation page (a heartbeat)."""
     crm_call(lambda: _seen(viewer))
 
     def load() -> dict[str, Any]:
         with session_scope() as s:
             esc = handoff.get_escalation(session=s, escalation_id=escalation_id)
-            return {"id": esc.id, "status": esc.status, "messages": _messages(s, esc)}
+            claim = _claim(s, "escalation", esc.id)
+            return {"id": esc.id, "status": esc.status, "messages": _messages(s, esc),
+                    "claimed_by": claim["agent_id"] if claim else None}
 
     return JSONResponse(crm_call(load), headers={"Cache-Control": "no-store"})
 

@@ -1,4 +1,4 @@
-/* Agent console: keeps the inbox and the open conversation up to date.
+/* Agent console: keeps the inbox and the open conversation (and its claim) up to date.
  * The server renders the inbox rows (escaped HTML); the transcript is built
  * from JSON with textContent. A 401 means the session ended: reload to sign in.
  */
@@ -29,6 +29,8 @@
     var statusEl = document.getElementById("esc-status");
     var shown = transcript.querySelectorAll("li.msg").length;
     var lastStatus = statusEl ? statusEl.textContent.trim() : "";
+    var claimEl = document.getElementById("claim");
+    var claimedBy = claimEl ? claimEl.dataset.claimedBy : "";
 
     var render = function (messages) {
       transcript.textContent = "";
@@ -61,6 +63,13 @@
           if (data.messages.length !== shown) {
             render(data.messages);
             shown = data.messages.length;
+          }
+          var holder = data.claimed_by === null || data.claimed_by === undefined
+            ? "" : String(data.claimed_by);
+          if (claimEl && holder !== claimedBy) {
+            // Another agent claimed, took over or released the thread: show it.
+            window.location.reload();
+            return;
           }
           if (statusEl && data.status !== lastStatus) {
             lastStatus = data.status;

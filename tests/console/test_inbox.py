@@ -162,3 +162,14 @@ def test_thread_summary_on_top(agent: TestClient, ids: dict[str, int]) -> None:
     ticket = agent.get(f"/tickets/{ids['ticket']}").text
     assert "damaged_item" in ticket and "536365" in ticket and "Broken teapot" in ticket
     assert agent.get("/tickets/99999").status_code == 404
+
+
+def test_live_poll_carries_the_claim(agent: TestClient, agent_id: int,
+                                     ids: dict[str, int]) -> None:
+    assert agent.get(f"/escalations/{ids['angry']}/live").json()["claimed_by"] is None
+    page = agent.get(f"/escalations/{ids['angry']}")
+    assert 'data-claimed-by=""' in page.text
+    agent.post(f"/threads/escalation/{ids['angry']}/claim",
+               data={"csrf_token": csrf_of(page.text)})
+    assert agent.get(f"/escalations/{ids['angry']}/live").json()["claimed_by"] == agent_id
+    assert f'data-claimed-by="{agent_id}"' in agent.get(f"/escalations/{ids['angry']}").text

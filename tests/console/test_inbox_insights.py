@@ -89,6 +89,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     migrate.upgrade(url)
     seed(url)
     create_agent("sam", "Sam Support", AGENT_PASSWORD, url=url)
+    create_agent("kim", "Kim Keeper", AGENT_PASSWORD, url=url)
     port = free_port()
     log = workdir / "console.log"
     env = {**os.environ, "CRM_DATABASE_URL": url, "CRM_IDENTITY_SECRET": SECRET,
@@ -102,6 +103,35 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+def sign_in(page: object, server: str, user: str, target: str) -> None:
+    page.goto(f"{server}/login?next={target}")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", AGENT_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{target}")
+
+
+@pytest.mark.e2e
+def test_a_claim_shows_on_the_other_agents_open_thread(console_server: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            sam, kim = (browser.new_context().new_page() for _ in range(2))
+            sign_in(kim, console_server, "kim", "/escalations/3")
+            sign_in(sam, console_server, "sam", "/escalations/3")
+            assert kim.locator("#claim").get_attribute("data-claimed-by") == ""
+            sam.click("#claim button")
+            sam.wait_for_selector("text=You claimed this conversation")
+            # Kim's page polls every 2 s and shows the claim without a click.
+            kim.wait_for_selector("text=Claimed by", timeout=10_000)
+            assert "Sam Support" in kim.locator("#claim").inner_text()
+            kim.screenshot(path=str(ARTIFACTS / "console_claimed.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 @pytest.mark.e2e
