@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from crm_ml import helpdesk_stats as hs
+from crm_ml import inbox as crm_inbox
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.db.models_helpdesk import ConversationRating
@@ -31,10 +32,9 @@ def esc(sender: str, channel: str, opened: dt.datetime,
                         resolved_at=resolved, transcript=[], sentiment_history=[], context={})
 
 
-@pytest.fixture
-def seeded(sqlite_url: str) -> str:
+def seed(url: str) -> str:
     """Six conversations on two days and two channels; three needed a human."""
-    with session_scope(sqlite_url) as s:
+    with session_scope(url) as s:
         s.add_all([
             # 1 March: a contained web chat, a web escalation answered in 8 min and
             # resolved in 30, a Telegram one answered in 4 and resolved in 60.
@@ -52,7 +52,12 @@ def seeded(sqlite_url: str) -> str:
             msg("tg:f", "telegram", at(2, 9, 40), "out", "agent"),
             esc("tg:f", "telegram", at(2, 9, 41)),
         ])
-    return sqlite_url
+    return url
+
+
+@pytest.fixture
+def seeded(sqlite_url: str) -> str:
+    return seed(sqlite_url)
 
 
 def ratings(url: str, rows: list[tuple[str, str, int, dt.datetime]]) -> None:
@@ -127,3 +132,22 @@ def test_empty_crm_has_no_rates(sqlite_url: str) -> None:
         stats = hs.helpdesk_stats(session=s)
     assert stats.overall.conversations == 0
     assert stats.overall.escalation_rate is None and stats.per_day == []
+
+
+@pytest.mark.postgres
+def test_same_answers_on_postgresql(pg_url: str) -> None:
+    seed(pg_url)
+    ratings(pg_url, [("web:b", "web", 5, at(1, 10, 45)), ("tg:c", "telegram", 2, at(1, 12, 5))])
+    with session_scope(pg_url) as s:
+        stats = hs.helpdesk_stats(session=s)
+        threads = crm_inbox.list_threads(session=s, status="all", now=at(2, 10, 41))
+    o = stats.overall
+    assert (o.conversations, o.escalated, o.answered, o.resolved) == (6, 3, 2, 2)
+    assert o.first_response_median_min == pytest.approx(6.0)
+    assert o.resolution_median_min == pytest.approx(45.0)
+    assert o.csat == pytest.approx(0.5)
+    assert [f.key for f in stats.per_day] == ["2026-03-01", "2026-03-02"]
+    # The inbox's SQL on PostgreSQL too: tg:f waits (its agent message came before).
+    assert [(r["sender_id"], r["status"]) for r in threads.rows] == [
+        ("tg:f", "waiting"), ("tg:c", "resolved"), ("web:b", "resolved")]
+    assert threads.rows[0]["waiting_minutes"] == 60
