@@ -137,6 +137,27 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= _REPLY_CHARS else text[:_REPLY_CHARS - 1].rstrip() + "…"
+
+
+def _answered(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each customer message the bot replied to, with the bot's reply (several joined)."""
+    answered: list[dict[str, str]] = []
+    question: dict[str, Any] | None = None
+    replies: list[str] = []
+    for r in [*rows, {"who": "end", "text": ""}]:
+        if r["who"] == "bot" and question is not None:
+            replies.append(r["text"])
+            continue
+        if question is not None and replies:
+            answered.append({"asked": question["text"], "intent": question["intent"] or "",
+                             "answer": _cut(" ".join(replies))})
+        question = r if r["who"] == "customer" else None
+        replies = []
+    return answered
+
+
 def summarise(messages: list[dict[str, Any]]) -> ThreadSummary:
     """Summarise a conversation (oldest message first).
 
@@ -151,17 +172,7 @@ def summarise(messages: list[dict[str, Any]]) -> ThreadSummary:
     intents = Counter(r["intent"] for r in customer if r["intent"] not in _IGNORED_INTENTS)
     order_of = _unique([r["intent"] for r in customer if r["intent"] not in _IGNORED_INTENTS])
     texts = [r["text"] for r in rows]
-    answered: list[dict[str, str]] = []
-    question: dict[str, Any] | None = None
-    for r in rows:
-        if r["who"] == "customer":
-            question = r
-        elif r["who"] == "bot" and question is not None:
-            reply = r["text"] if len(r["text"]) <= _REPLY_CHARS else \
-                r["text"][:_REPLY_CHARS - 1].rstrip() + "…"
-            answered.append({"asked": question["text"], "intent": question["intent"] or "",
-                             "answer": reply})
-            question = None
+    answered = _answered(rows)
     sentiments = [r["sentiment"] for r in customer if r["sentiment"]]
     return ThreadSummary(
         intents=[(name, intents[name]) for name in order_of],

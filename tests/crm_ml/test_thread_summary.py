@@ -83,3 +83,15 @@ def test_summary_from_the_crm(sqlite_url: str) -> None:
         other = ts.summarise_conversation(session=s, sender_id="web:none", transcript=[])
     assert summary.orders == ["536365", "C536379"] and summary.trend == "worsening"
     assert other.intents == [] and other.trend == "unknown"
+
+
+def test_several_bot_messages_make_one_answer_and_long_ones_are_cut() -> None:
+    rows = [{"from": "customer", "text": "gift cards?"},
+            {"from": "assistant", "text": "Yes, from £10."},
+            {"from": "assistant", "text": "They never expire."},
+            {"from": "customer", "text": "and returns?"},
+            {"from": "assistant", "text": "x" * 400},
+            {"from": "agent", "text": "Hi"}, {"from": "assistant", "text": "after the agent"}]
+    answered = ts.summarise(rows).answered
+    assert [a["answer"][:30] for a in answered] == ["Yes, from £10. They never expi", "x" * 30]
+    assert len(answered[1]["answer"]) == 160 and answered[1]["answer"].endswith("…")
