@@ -101,31 +101,51 @@ def _claims(session: Session) -> dict[tuple[str, int], dict[str, Any]]:
                                     "at": r.claimed_at} for r in rows}
 
 
-def _escalation_rows(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
-    after = and_(m.Interaction.sender_id == m.Escalation.sender_id,
-                 m.Interaction.created_at >= m.Escalation.created_at)
+def _times(session: Session, model: Any, ids: list[int]) -> dict[int, Any]:
+    """Per thread: its customer's last message, the last agent message, the first
+    customer message not answered yet (all since the thread opened) and the channel.
+
+    Two grouped queries for all threads, whatever their number.
+    """
+    if not ids:
+        return {}
     is_in = m.Interaction.direction == "in"
-    is_agent = m.Interaction.kind == "agent"
-    times = (
-        select(m.Escalation.id.label("esc_id"),
+    since = and_(m.Interaction.sender_id == model.sender_id,
+                 m.Interaction.created_at >= model.created_at)
+    last = (
+        select(model.id.label("thread_id"),
                func.max(case((is_in, m.Interaction.created_at))).label("last_in"),
-               func.max(case((is_agent, m.Interaction.created_at))).label("last_agent"))
-        .join(m.Interaction, after).group_by(m.Escalation.id).subquery()
+               func.max(case((m.Interaction.kind == "agent", m.Interaction.created_at)))
+               .label("last_agent"),
+               func.min(m.Interaction.channel).label("channel"))
+        .join(m.Interaction, since).where(model.id.in_(ids)).group_by(model.id).subquery()
     )
+    first_open = func.min(m.Interaction.created_at).label("unanswered")
+    pending = dict(session.execute(
+        select(model.id, first_open)
+        .join(last, last.c.thread_id == model.id)
+        .join(m.Interaction, and_(m.Interaction.sender_id == model.sender_id, is_in,
+                                  m.Interaction.created_at
+                                  > func.coalesce(last.c.last_agent, model.created_at)))
+        .group_by(model.id)
+    ).all())
+    return {r.thread_id: (r.last_in, r.last_agent, pending.get(r.thread_id), r.channel)
+            for r in session.execute(select(last)).all()}
+
+
+def _escalation_rows(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
     recent_resolved = (select(m.Escalation.id).where(m.Escalation.status == "resolved")
                        .order_by(m.Escalation.created_at.desc()).limit(RESOLVED_SHOWN))
-    found = session.execute(
-        select(m.Escalation, times.c.last_in, times.c.last_agent)
-        .outerjoin(times, times.c.esc_id == m.Escalation.id)
+    found = list(session.scalars(
+        select(m.Escalation)
         .where((m.Escalation.status != "resolved") | m.Escalation.id.in_(recent_resolved))
-    ).all()
+    ))
+    times = _times(session, m.Escalation, [e.id for e in found])
     rows = []
-    for esc, last_in, last_agent in found:
+    for esc in found:
+        last_in, last_agent, unanswered, _ = times.get(esc.id, (None, None, None, None))
         status = _status(esc.status == "resolved", last_in, last_agent)
-        unanswered = None
-        if status in ("waiting", "live"):
-            unanswered = _first_unanswered(session, esc.sender_id,
-                                           last_agent or esc.created_at) or esc.created_at
+        waiting_since = (unanswered or esc.created_at) if status in ("waiting", "live") else None
         ctx = esc.context or {}
         rows.append({
             "kind": "escalation", "id": esc.id, "url": f"/escalations/{esc.id}",
@@ -138,47 +158,26 @@ def _escalation_rows(session: Session, now: dt.datetime) -> list[dict[str, Any]]
             "sentiment": esc.sentiment, "history": esc.sentiment_history or [],
             "ticket": esc.status == "ticket", "opened": esc.created_at,
             "last_at": max(t for t in (esc.created_at, last_in, last_agent) if t is not None),
-            "waiting_minutes": _minutes(unanswered, now) if unanswered else None,
+            "waiting_minutes": _minutes(waiting_since, now) if waiting_since else None,
         })
     return rows
 
 
-def _first_unanswered(session: Session, sender_id: str, after: dt.datetime) -> Any:
-    return session.scalar(
-        select(func.min(m.Interaction.created_at))
-        .where(m.Interaction.sender_id == sender_id, m.Interaction.direction == "in",
-               m.Interaction.created_at > after)
-    )
-
-
 def _ticket_rows(session: Session, now: dt.datetime,
                  escalated: set[str]) -> list[dict[str, Any]]:
-    shown = (select(m.Ticket).where((m.Ticket.status == "open")
-                                    | m.Ticket.id.in_(select(m.Ticket.id)
-                                                      .order_by(m.Ticket.created_at.desc())
-                                                      .limit(RESOLVED_SHOWN))))
+    recent = select(m.Ticket.id).order_by(m.Ticket.created_at.desc()).limit(RESOLVED_SHOWN)
+    tickets = [t for t in session.scalars(
+        select(m.Ticket).where((m.Ticket.status == "open") | m.Ticket.id.in_(recent)))
+        if not (t.kind == "handoff" and t.sender_id in escalated)]  # on its escalation's row
+    times = _times(session, m.Ticket, [t.id for t in tickets if t.sender_id])
     rows = []
-    for t in session.scalars(shown):
-        if t.kind == "handoff" and t.sender_id in escalated:
-            continue  # shown as its escalation's row
-        last_in = last_agent = None
-        channel = "desk"
-        if t.sender_id:
-            r = session.execute(
-                select(func.max(case((m.Interaction.direction == "in",
-                                      m.Interaction.created_at))).label("last_in"),
-                       func.max(case((m.Interaction.kind == "agent",
-                                      m.Interaction.created_at))).label("last_agent"),
-                       func.min(m.Interaction.channel).label("channel"))
-                .where(m.Interaction.sender_id == t.sender_id,
-                       m.Interaction.created_at >= t.created_at)
-            ).one()
-            last_in, last_agent, channel = r.last_in, r.last_agent, r.channel or channel
-            if channel == "desk":
-                channel = t.sender_id.split(":", 1)[0] if ":" in t.sender_id else channel
+    for t in tickets:
+        last_in, last_agent, unanswered, channel = times.get(t.id, (None, None, None, None))
+        if not channel:
+            channel = t.sender_id.split(":", 1)[0] if t.sender_id and ":" in t.sender_id \
+                else "desk"
         status = _status(t.status != "open", last_in, last_agent)
-        waiting_since = t.created_at if status == "waiting" else (
-            _first_unanswered(session, t.sender_id, last_agent) if status == "live" else None)
+        waiting_since = (unanswered or t.created_at) if status in ("waiting", "live") else None
         rows.append({
             "kind": "ticket", "id": t.id, "url": f"/tickets/{t.id}", "status": status,
             "channel": channel, "sender_id": t.sender_id or "", "customer_id": t.customer_id,
