@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import pages, tasks_page
+from console import inbox_api, pages, tasks_page
 from console.api import router as api_router
 from console.auth import Forbidden, LoginRequired, SessionMiddleware
 from console.dependencies import AgentViewer
@@ -50,6 +50,7 @@ def create_app() -> FastAPI:
     app.add_middleware(SessionMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(api_router)
+    app.include_router(inbox_api.router)
     app.state.charts = False
     try:
         charts = importlib.import_module("console.charts")

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from crm_ml import agents
 from crm_ml.audit import audit, utcnow
 from crm_ml.db import models as m
 from crm_ml.db.models_console import ThreadClaim
@@ -253,6 +254,7 @@ def claim(*, session: Session, kind: str, thread_id: int, agent_id: int,
         AlreadyClaimed: another agent holds it and ``takeover`` is false.
     """
     _check_thread(session, kind, thread_id)
+    agents.ensure_agent(session=session, agent_id=agent_id)  # an API-only agent has no row yet
     current = session.get(ThreadClaim, (kind, thread_id), with_for_update=True)
     if current is not None and current.agent_id == agent_id:
         return current
