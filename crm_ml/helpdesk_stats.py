@@ -1,7 +1,9 @@
 """Helpdesk figures over the CRM: how the bot and the agents do, per day and per channel.
 
-* **conversations**: distinct ``sender_id`` in ``interactions``; a conversation's
-  day and channel are those of its first stored message;
+* **conversations**: distinct ``sender_id`` in ``interactions`` with a message
+  from the customer; staff conversations (a rep's messages, a sender linked to a
+  rep) and CRM notes are not conversations; a conversation's day and channel are
+  those of its first customer message;
 * **escalation rate**: the share of conversations with an escalation row (a live
   handoff or a ticket opened because nobody was online); **containment rate**
   is the rest: conversations that never needed a human;
@@ -156,8 +158,14 @@ class _Groups:
 
 
 def _conversations(session: Session, groups: _Groups, since: dt.datetime | None) -> None:
+    staff = m.Interaction.__table__.alias("staff")
     first = (select(m.Interaction.sender_id.label("sender_id"),
                     func.min(m.Interaction.created_at).label("first_at"))
+             .where(m.Interaction.direction == "in", m.Interaction.kind != "note",
+                    ~exists().where(staff.c.sender_id == m.Interaction.sender_id,
+                                    staff.c.rep_id.is_not(None)),
+                    ~exists().where(m.ChannelIdentity.sender_id == m.Interaction.sender_id,
+                                    m.ChannelIdentity.rep_id.is_not(None)))
              .group_by(m.Interaction.sender_id).subquery())
     channel = (select(m.Interaction.channel).where(m.Interaction.sender_id == first.c.sender_id)
                .order_by(m.Interaction.created_at, m.Interaction.id).limit(1)

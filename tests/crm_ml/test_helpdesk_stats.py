@@ -51,7 +51,16 @@ def seed(url: str) -> str:
             msg("tg:f", "telegram", at(2, 9, 40)),
             msg("tg:f", "telegram", at(2, 9, 40), "out", "agent"),
             esc("tg:f", "telegram", at(2, 9, 41)),
+            # Staff asking the bot, and a bot-only greeting, are not customer conversations.
+            m.SalesRep(id=1, handle="rep:1", name="Rita Rep", email="r@x", role="rep"),
         ])
+        s.flush()
+        s.add(m.ChannelIdentity(sender_id="tg:manager", rep_id=1))
+        rep = msg("tg:rep", "telegram", at(1, 9, 0))
+        rep.rep_id = 1
+        s.add_all([rep, msg("tg:rep", "telegram", at(1, 9, 1), "out"),
+                   msg("tg:manager", "telegram", at(1, 9, 2)),
+                   msg("web:nobody", "web", at(1, 9, 3), "out")])
     return url
 
 
