@@ -45,6 +45,7 @@ from crm_ml.charts import (
     elbow_png,
     segment_sizes_png,
 )
+from crm_ml.report_helpdesk import helpdesk_figures, helpdesk_rows
 from crm_ml.report_papers import PAPER_FIGURES, PaperFigure
 from crm_ml.report_pictures import MODEL_PICTURES
 from crm_ml.report_render import render_html, render_markdown
@@ -187,6 +188,7 @@ def collect_metrics(*, models_dir: Path | None = None, url: str | None = None,
     Returns:
         ``{section: {...} or None}`` for the six sections of :data:`KEYS`.
     """
+    given = runs is not None
     runs = runs if runs is not None else latest_runs(models_dir=models_dir, url=url)
     out: dict[str, Any] = {}
     for section, keys in KEYS.items():
@@ -199,6 +201,8 @@ def collect_metrics(*, models_dir: Path | None = None, url: str | None = None,
                             if isinstance(m, dict)}
         else:
             out[section] = _pick(run.metrics, keys)
+    if not given:  # the CRM's own figures, beside the models'
+        out["helpdesk"] = helpdesk_figures(url)
     return out
 
 
@@ -450,6 +454,11 @@ def write_report(fmt: str = "html", output: Path | None = None, *,
     output = Path(output) if output else PROJECT_ROOT / "reports" / f"report.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)
     sections = build_sections(latest_runs(models_dir=models_dir, url=url))
+    figures = helpdesk_figures(url)
+    if figures is not None:
+        rows, notes, images = helpdesk_rows(figures)
+        sections.append(Section("helpdesk", "Helpdesk (first response, resolution, "
+                                "containment, CSAT)", None, rows, notes, images))
     if fmt == "html":
         text = render_html(sections)
     else:

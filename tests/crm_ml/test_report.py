@@ -63,7 +63,9 @@ def test_json_has_exactly_the_contract_shape(tmp_path: Path, offline_db: str) ->
     _store(tmp_path / "models")
     got = report.collect_metrics()
     assert list(got) == ["lead_scoring", "churn", "sentiment", "forecast", "recommendations",
-                         "segmentation", "anomalies", "next_best_action", "clv", "topics"]
+                         "segmentation", "anomalies", "next_best_action", "clv", "topics",
+                         "helpdesk"]
+    assert got["helpdesk"] is None  # the empty database here is not migrated
     # not stored here
     assert got["anomalies"] is None and got["next_best_action"] is None and got["clv"] is None
     assert set(got["lead_scoring"]) == {"bank_marketing", "x_education"}
@@ -179,3 +181,21 @@ def test_the_papers_remaining_models_have_pictures_beside_their_baselines() -> N
     metrics = report.collect_metrics(runs=runs)
     assert metrics["clv"]["spearman"] == 0.62 and metrics["clv"]["baseline_spearman"] == 0.59
     assert sections["clv"].rows[0][0] == "mae"
+
+
+def test_the_helpdesk_part_of_the_report() -> None:
+    from crm_ml.report_helpdesk import helpdesk_rows
+
+    figures = {"overall": {"conversations": 6, "containment_rate": 0.5, "escalation_rate": 0.5,
+                           "first_response_median_min": 6.0, "resolution_median_min": 45.0,
+                           "csat": None},
+               "per_channel": [{"key": "web", "containment_rate": 2 / 3,
+                                "escalation_rate": 1 / 3},
+                               {"key": "telegram", "containment_rate": 1 / 3,
+                                "escalation_rate": 2 / 3}],
+               "note": "no ratings yet"}
+    rows, notes, images = helpdesk_rows(figures)
+    assert ("bot containment rate", "50%", "web: 67%; telegram: 33%") in rows
+    assert ("CSAT", "n/a", "web: n/a; telegram: n/a") in rows
+    assert "CSAT: no ratings yet." in notes
+    assert len(images) == 1 and images[0][1].startswith(b"\x89PNG")
