@@ -216,6 +216,9 @@ class ActionConfirmChange(Action):
                 else:  # it shipped in the meantime
                     explain_not_cancellable(dispatcher, outcome.order)
             return done
+        if what == "refund_order" and support.clean_order_id(subject):
+            await confirm_refund(dispatcher, tracker, identity, subject)
+            return done
         if what == "delete_account":
             if subject != str(identity.number):  # asked while someone else was verified
                 dispatcher.utter_message(response="utter_nothing_to_confirm")
@@ -223,6 +226,24 @@ class ActionConfirmChange(Action):
             return done + await erase_account(dispatcher, tracker, identity)
         dispatcher.utter_message(response="utter_nothing_to_confirm")
         return done
+
+
+REFUND_ANSWERS = {"opened": "utter_refund_requested",
+                  "already_open": "utter_refund_already_requested",
+                  "processing": "utter_refund_not_shipped",
+                  "already_cancelled": "utter_refund_cancelled_order"}
+
+
+async def confirm_refund(dispatcher: CollectingDispatcher, tracker: Tracker,
+                         identity: Identity, order_id: str) -> None:
+    """The customer said yes to refunding the whole order ``order_id``: open the refund ticket."""
+    outcome = await crm_call(dispatcher, support.request_refund, identity=identity,
+                             order_id=order_id, reason=last_user_text(tracker, {"get_refund"}),
+                             sender_id=tracker.sender_id, not_found=NOT_AN_ORDER)
+    if isinstance(outcome, support.RefundRequest):
+        dispatcher.utter_message(response=REFUND_ANSWERS.get(outcome.outcome,
+                                                             "utter_refund_not_a_sale"),
+                                 ticket=outcome.ticket_id, **order_facts(outcome.order))
 
 
 async def erase_account(dispatcher: CollectingDispatcher, tracker: Tracker,

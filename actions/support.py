@@ -18,7 +18,13 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.crm import NOT_FOUND, crm_call
-from actions.gate import EMAIL_SLOT, ORDER_SLOT, CustomerAction, forget_verified_email
+from actions.gate import (
+    CONFIRM_SLOT,
+    EMAIL_SLOT,
+    ORDER_SLOT,
+    CustomerAction,
+    forget_verified_email,
+)
 from actions.identity import identify
 from actions.parsing import email_in, is_generic, last_user_text
 from actions.speech import order_facts, product_name, say_date, say_list, say_price
@@ -144,7 +150,12 @@ class ActionPaymentIssue(Action):
 
 
 class ActionRequestRefund(CustomerAction):
-    """Ask for a refund of a shipped or delivered order (a ``refund`` ticket)."""
+    """Ask for a refund of a shipped or delivered order: confirmed first, then a ``refund`` ticket.
+
+    The question says the refund is for the whole order and that one wrong or
+    damaged item can be refunded alone; the customer's "yes" opens the ticket
+    (:class:`actions.orders.ActionConfirmChange`).
+    """
 
     order_needed = "required"
 
@@ -153,21 +164,20 @@ class ActionRequestRefund(CustomerAction):
 
     async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      identity: Identity, order_id: str | None) -> list[EventType]:
-        outcome = await crm_call(dispatcher, support.request_refund, identity=identity,
-                                 order_id=order_id, reason=last_user_text(tracker, {"get_refund"}),
-                                 sender_id=tracker.sender_id, not_found="utter_order_not_found")
-        if outcome is NOT_FOUND:
+        order = await crm_call(dispatcher, support.order_status, identity=identity,
+                               order_id=order_id, not_found="utter_order_not_found")
+        if order is NOT_FOUND:
             return [SlotSet(ORDER_SLOT, None)]
-        if not isinstance(outcome, support.RefundRequest):
+        if not isinstance(order, support.OrderSummary):
             return []
-        facts = order_facts(outcome.order)
-        response = {
-            "opened": "utter_refund_requested",
-            "already_open": "utter_refund_already_requested",
-            "processing": "utter_refund_not_shipped",
-            "already_cancelled": "utter_refund_cancelled_order",
-        }.get(outcome.outcome, "utter_refund_not_a_sale")
-        dispatcher.utter_message(response=response, ticket=outcome.ticket_id, **facts)
+        facts = order_facts(order)
+        if order.kind == "sale" and order.status in {"shipped", "delivered"}:
+            dispatcher.utter_message(response="utter_confirm_refund", **facts)
+            return [SlotSet(CONFIRM_SLOT, f"refund_order:{order.order_id}")]
+        response = {"processing": "utter_refund_not_shipped",
+                    "cancelled": "utter_refund_cancelled_order"}.get(
+                        order.status if order.kind == "sale" else "", "utter_refund_not_a_sale")
+        dispatcher.utter_message(response=response, **facts)
         return []
 
 

@@ -10,7 +10,7 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
-from actions.orders import ActionVerifyCustomer
+from actions.orders import ActionConfirmChange, ActionDeclineChange, ActionVerifyCustomer
 from actions.support import (
     ActionComplaint,
     ActionPaymentIssue,
@@ -150,23 +150,46 @@ def test_payment_issue_opens_a_payment_ticket() -> None:
 # --------------------------------------------------------------------------- refunds
 
 
-def test_refund_of_a_delivered_order() -> None:
+def test_refund_of_a_delivered_order_is_confirmed_first() -> None:
     events, dispatcher = run(ActionRequestRefund(), conversation(
         text="i want a refund for 579000", intent="get_refund", slots=verified(order_id="579000")))
-    assert events == [] and responses(dispatcher) == ["utter_refund_requested"]
+    assert events == [SlotSet("confirming", "refund_order:579000")]
+    assert responses(dispatcher) == ["utter_confirm_refund"]
+    assert all_tickets() == []  # nothing before the customer's yes
+    events, dispatcher = run(ActionConfirmChange(), conversation(
+        text="yes", intent="affirm", earlier=[said("i want a refund for 579000", "get_refund")],
+        slots=verified(order_id="579000", confirming="refund_order:579000")))
+    assert events == [SlotSet("confirming", None)]
+    assert responses(dispatcher) == ["utter_refund_requested"]
     [ticket] = all_tickets()
     assert (ticket.kind, ticket.order_id, ticket.body) == (
         "refund", "579000", "i want a refund for 579000")
     assert dispatcher.messages[0]["ticket"] == ticket.id
+    _, again = run(ActionConfirmChange(), conversation(
+        intent="affirm", slots=verified(confirming="refund_order:579000")))
+    assert responses(again) == ["utter_refund_already_requested"]
+    assert len(all_tickets()) == 1
+
+
+def test_no_to_a_whole_order_refund_opens_nothing() -> None:
+    _, dispatcher = run(ActionDeclineChange(), conversation(
+        text="no", intent="deny", slots=verified(confirming="refund_order:579000")))
+    assert responses(dispatcher) == ["utter_left_unchanged"]
+    assert all_tickets() == []
 
 
 def test_refund_after_verification_uses_the_original_request() -> None:
+    request = said("refund order 580900 please, wrong colour", "get_refund")
     events, dispatcher = run(ActionVerifyCustomer(), conversation(
         text=GEORGE_EMAIL,
         slots={"order_id": "580900", "email": GEORGE_EMAIL,
                "pending_action": "action_request_refund"},
-        earlier=[said("refund order 580900 please, wrong colour", "get_refund")]))
-    assert responses(dispatcher) == ["utter_verified", "utter_refund_requested"]
+        earlier=[request]))
+    assert responses(dispatcher) == ["utter_verified", "utter_confirm_refund"]
+    assert SlotSet("confirming", "refund_order:580900") in events
+    _, dispatcher = run(ActionConfirmChange(), conversation(
+        text="yes", intent="affirm", earlier=[request],
+        slots=verified(confirming="refund_order:580900")))
     [ticket] = all_tickets()
     assert ticket.body == "refund order 580900 please, wrong colour"
 
@@ -191,7 +214,8 @@ def test_refund_for_anonymous_and_for_another_customers_order() -> None:
 
 
 def test_refund_status_reads_requests_and_credits() -> None:
-    run(ActionRequestRefund(), conversation(intent="get_refund", slots=verified(order_id="579000")))
+    run(ActionConfirmChange(), conversation(intent="affirm",
+                                            slots=verified(confirming="refund_order:579000")))
     events, dispatcher = run(ActionRefundStatus(), conversation(intent="track_refund",
                                                                 slots=verified()))
     assert events == [] and responses(dispatcher) == ["utter_refund_status"]
