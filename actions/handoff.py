@@ -1,4 +1,11 @@
-"""Escalation to a human agent (the action side of bot/policy.py's decision)."""
+"""Escalation to a human agent (the action side of bot/policy.py's decision).
+
+One conversation, one thread: a second escalation joins the open one and the
+customer hears their existing ticket number (``utter_handoff_existing``); while
+a ticket waits, bot/policy.py sends what the customer writes to
+:class:`ActionAddToThread`; after the agent resolves it, the customer's 1-5 goes
+to :class:`ActionRate`.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,18 @@ from crm_ml.contract import channel_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ActionHandoff", "transcript_of"]
+__all__ = [
+    "RATING_SLOT",
+    "THREAD_SLOT",
+    "ActionAddToThread",
+    "ActionHandoff",
+    "ActionRate",
+    "transcript_of",
+]
 
 TRANSCRIPT_TURNS = 50
+THREAD_SLOT = "thread_ticket"
+RATING_SLOT = "rating_pending"
 
 
 def transcript_of(tracker: Tracker) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -68,6 +84,49 @@ class ActionHandoff(Action):
         if outcome.live:
             dispatcher.utter_message(response="utter_handoff_live")
             return [SlotSet("handoff_reason", None), ConversationPaused()]
-        dispatcher.utter_message(response="utter_handoff_ticket",
-                                 ticket=outcome.ticket_id, expectation=outcome.expectation)
-        return [SlotSet("handoff_reason", None)]
+        response = "utter_handoff_existing" if outcome.existing else "utter_handoff_ticket"
+        dispatcher.utter_message(response=response, ticket=outcome.ticket_id,
+                                 expectation=outcome.expectation)
+        return [SlotSet("handoff_reason", None), SlotSet(THREAD_SLOT, outcome.ticket_id)]
+
+
+class ActionAddToThread(Action):
+    """Put what the customer writes while their ticket waits into that ticket."""
+
+    def name(self) -> str:
+        return "action_add_to_thread"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        transcript, _ = transcript_of(tracker)
+        items = [item for item in transcript if item["from"] == "customer"]
+        ticket = await crm_call(dispatcher, handoff.add_to_thread,
+                                sender_id=tracker.sender_id, items=items)
+        if ticket is None:  # resolved meanwhile (or the CRM answered politely already)
+            return [SlotSet(THREAD_SLOT, None)]
+        expectation = await crm_call(dispatcher, handoff.thread_expectation,
+                                     sender_id=tracker.sender_id)
+        dispatcher.utter_message(response="utter_thread_note_added", ticket=ticket,
+                                 expectation=expectation or "")
+        return []
+
+
+class ActionRate(Action):
+    """Store the customer's 1-5 rating of the thread an agent resolved."""
+
+    def name(self) -> str:
+        return "action_rate"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+        text = (tracker.latest_message or {}).get("text") or ""
+        score = handoff.rating_of(text)
+        if score is None:
+            dispatcher.utter_message(response="utter_rating_ask")
+            return []
+        channel = channel_of(tracker.sender_id, tracker.get_latest_input_channel())
+        stored = await crm_call(dispatcher, handoff.record_rating, sender_id=tracker.sender_id,
+                                score=score, channel=channel)
+        if stored is not None:
+            dispatcher.utter_message(response="utter_rating_thanks", score=score)
+        return [SlotSet(RATING_SLOT, None)]

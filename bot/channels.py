@@ -9,7 +9,11 @@
 * ``HandoffInput`` (name ``handoff``): the agent side of a handoff, called by
   the console: ``POST /webhooks/handoff/reply`` delivers an agent's message on
   the customer's own channel, ``POST /webhooks/handoff/resume`` hands the
-  conversation back to the bot, which says so. Requests are signed:
+  conversation back to the bot: "I'm back" only where the bot was paused, then
+  the rating prompt (1-5 buttons; the voice variant asks for a digit). An
+  agent's reply is marked as a person's: the web chat gets ``agent`` (their
+  name) in the message for its own bubble; Telegram, REST and voice get the
+  name before the text. Requests are signed:
   header ``X-CRM-Signature`` = hex HMAC-SHA256 of the raw body under
   ``CRM_IDENTITY_SECRET``.
 """
@@ -58,7 +62,9 @@ __all__ = [
     "CRMRestInput",
     "HandoffInput",
     "bad_request",
+    "agent_label",
     "deliver",
+    "deliver_prompt",
     "forwarded_for",
     "parse_rest_payload",
 ]
@@ -68,6 +74,10 @@ MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128
 MAX_MESSAGE_ID_CHARS = 64
 NO_PUSH_CHANNELS = {None, "rest", "cmdline", "callback"}
+MARKED_CHANNELS = {"socketio"}  # show the agent's name themselves (chat.js)
+THREAD_SLOT = "thread_ticket"
+RATING_SLOT = "rating_pending"
+RATING_RESPONSE = "utter_rating_ask"
 
 
 def bad_request(reason: Text) -> HTTPResponse:
@@ -142,23 +152,73 @@ def _output_channel(app: Any, name: Optional[Text]) -> Optional[OutputChannel]:
     return None
 
 
+def agent_label(name: Optional[Text]) -> Text:
+    """How an agent signs a reply on channels that show only text."""
+    clean = " ".join(str(name or "").split())[:64]
+    return f"{clean} (support team)" if clean else "Support team"
+
+
 async def deliver(app: Any, tracker: Any, text: Text, metadata: Dict[Text, Any]) -> Text:
     """Send ``text`` to the customer on their channel, or queue it in the REST outbox.
+
+    With ``agent_name`` in ``metadata`` the text is an agent's: the web chat gets
+    the name in the message (its own bubble), other channels the name before
+    the text.
 
     Returns:
         ``pushed`` or ``queued``.
     """
     tracker.update(BotUttered(text, metadata=metadata))
-    output = _output_channel(app, tracker.get_latest_input_channel())
+    channel = tracker.get_latest_input_channel()
+    agent_name = metadata.get("agent_name")
+    shown = text if agent_name is None else f"{agent_label(agent_name)}: {text}"
+    output = _output_channel(app, channel)
     if output is not None:
         try:
-            await output.send_text_message(tracker.sender_id, text)
+            if agent_name is not None and channel in MARKED_CHANNELS:
+                await output.send_custom_json(tracker.sender_id, {
+                    "text": text, "agent": str(agent_name)[:64] or "Support team"})
+            else:
+                await output.send_text_message(tracker.sender_id, shown)
             return "pushed"
         except Exception:  # noqa: BLE001 - fall back to the outbox, never lose it
-            logger.exception("push to %s failed; queued instead",
-                             tracker.get_latest_input_channel())
+            logger.exception("push to %s failed; queued instead", channel)
     outbox = list(tracker.get_slot(OUTBOX_SLOT) or [])
-    outbox.append({"text": text, **metadata})
+    outbox.append({"text": shown, **metadata})
+    tracker.update(SlotSet(OUTBOX_SLOT, outbox))
+    return "queued"
+
+
+def _response_for(domain: Any, name: Text, channel: Optional[Text]) -> Dict[Text, Any]:
+    """A response's variant for ``channel`` (else its first channel-free variant)."""
+    variants = domain.responses.get(name) or [{}]
+    return next((v for v in variants if v.get("channel") == channel),
+                next((v for v in variants if not v.get("channel")), variants[0]))
+
+
+async def deliver_prompt(app: Any, tracker: Any, name: Text, metadata: Dict[Text, Any]) -> Text:
+    """Send a domain response with its buttons (the rating prompt) to the customer.
+
+    Returns:
+        ``pushed`` or ``queued``.
+    """
+    channel = tracker.get_latest_input_channel()
+    variant = _response_for(app.ctx.agent.domain, name, channel)
+    text, buttons = variant.get("text") or "", list(variant.get("buttons") or [])
+    tracker.update(BotUttered(text, data={"buttons": buttons} if buttons else {},
+                              metadata=metadata))
+    output = _output_channel(app, channel)
+    if output is not None:
+        try:
+            if buttons:
+                await output.send_text_with_buttons(tracker.sender_id, text, buttons)
+            else:
+                await output.send_text_message(tracker.sender_id, text)
+            return "pushed"
+        except Exception:  # noqa: BLE001 - fall back to the outbox, never lose it
+            logger.exception("push to %s failed; queued instead", channel)
+    outbox = list(tracker.get_slot(OUTBOX_SLOT) or [])
+    outbox.append({"text": text, **({"buttons": buttons} if buttons else {}), **metadata})
     tracker.update(SlotSet(OUTBOX_SLOT, outbox))
     return "queued"
 
@@ -338,13 +398,14 @@ class HandoffInput(InputChannel):
             if payload is None:
                 return response.json({"error": "forbidden"}, status=403)
             sender, text = payload.get("sender_id"), payload.get("text")
-            agent_name = payload.get("agent") or "agent"
+            agent_name = payload.get("agent_name") or "Support team"
             if not isinstance(sender, str) or not isinstance(text, str) or not text.strip():
                 return bad_request("'sender_id' and a non-empty 'text' are required")
 
             async def send(tracker: Any) -> Text:
                 return await deliver(request.app, tracker, text[:MAX_MESSAGE_CHARS],
-                                     {"agent": str(agent_name)[:64]})
+                                     {"agent": str(payload.get("agent") or "agent")[:64],
+                                      "agent_name": str(agent_name)[:64]})
 
             status = await _with_tracker(request.app, sender, send)
             return response.json({"status": status})
@@ -362,9 +423,17 @@ class HandoffInput(InputChannel):
                 "text", "I'm back. How else can I help?")
 
             async def hand_back(tracker: Any) -> Text:
+                was_paused = tracker.is_paused()
                 tracker.update(ConversationResumed())
                 tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
-                return await deliver(request.app, tracker, back, {"bot": "resumed"})
+                tracker.update(SlotSet(THREAD_SLOT, None))
+                tracker.update(SlotSet(RATING_SLOT, True))
+                status = "resumed"
+                if was_paused:  # "I'm back" only where the bot had stopped
+                    status = await deliver(request.app, tracker, back, {"bot": "resumed"})
+                prompt = await deliver_prompt(request.app, tracker, RATING_RESPONSE,
+                                              {"bot": "rating"})
+                return status if was_paused else prompt
 
             status = await _with_tracker(request.app, sender, hand_back)
             return response.json({"status": status})

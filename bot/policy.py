@@ -12,6 +12,13 @@ confidence and a priority above the rule policy) when:
 * this message and the one before are both negative (``negative_streak``);
 * this message and the one before both ended in ``nlu_fallback``.
 
+While the conversation's ticket waits for an agent (slot ``thread_ticket``), a
+message that calls for no handoff and is not one the bot answers for sure
+(:data:`SURE_INTENTS`: the shop's FAQs, an order's status with its number) goes
+to the ticket (``action_add_to_thread``), never to "didn't understand". After
+an agent resolved the thread (slot ``rating_pending``), a 1-5 answer goes to
+``action_rate``.
+
 Only turns since the conversation last resumed count, and staff (signed as
 rep, manager or agent) are never escalated. The reason goes to the slot
 ``handoff_reason`` for the action to record. No ``from __future__`` import:
@@ -19,6 +26,7 @@ Rasa reads the real annotations.
 """
 
 import logging
+import re
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.core.policies.policy import Policy, PolicyPrediction
@@ -40,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HANDOFF_ACTION",
+    "NOTE_ACTION",
+    "RATE_ACTION",
+    "SURE_INTENTS",
+    "thread_action",
     "REASON_SLOT",
     "EscalationPolicy",
     "escalation_reason",
@@ -49,6 +61,21 @@ __all__ = [
 
 HANDOFF_ACTION = "action_handoff"
 REASON_SLOT = "handoff_reason"
+NOTE_ACTION = "action_add_to_thread"
+RATE_ACTION = "action_rate"
+THREAD_SLOT = "thread_ticket"
+RATING_SLOT = "rating_pending"
+#: What the bot answers for sure while a ticket waits: the shop's facts.
+SURE_INTENTS = frozenset({
+    "ask_gift_card", "ask_discount_code", "ask_restock", "ask_customs", "delivery_options",
+    "delivery_period", "check_payment_methods", "check_refund_policy",
+    "check_cancellation_fee",
+})
+#: An order's status is sure only with the order's number in the message.
+ORDER_INTENTS = frozenset({"track_order", "track_refund"})
+SURE_CONFIDENCE = 0.8
+_RATING = re.compile(r"^\s*(?:[1-5](?:\s*(?:/|out of)\s*5)?|one|two|three|four|five)\s*[.!]?\s*$",
+                     re.IGNORECASE)
 
 
 #: How sure the sentiment model must be that the message before was negative
@@ -119,6 +146,22 @@ def escalation_reason(turns: List[UserUttered], threshold: float,
     return None
 
 
+def thread_action(tracker: DialogueStateTracker, latest: UserUttered) -> Optional[Text]:
+    """The thread's action for this message (note to the ticket, rating), or None."""
+    if tracker.get_slot(RATING_SLOT) and _RATING.match(latest.text or ""):
+        return RATE_ACTION
+    if not tracker.get_slot(THREAD_SLOT):
+        return None
+    intent = latest.intent_name
+    confidence = float((latest.intent or {}).get("confidence") or 0.0)
+    if intent in SURE_INTENTS and confidence >= SURE_CONFIDENCE:
+        return None
+    if intent in ORDER_INTENTS and any(e.get("entity") == "order_id"
+                                       for e in latest.entities or []):
+        return None
+    return NOTE_ACTION
+
+
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT], is_trainable=True
 )
@@ -146,7 +189,8 @@ class EscalationPolicy(Policy):
                                      **kwargs: Any) -> PolicyPrediction:
         nothing = self._prediction(self._default_predictions(domain))
         action = self.config["action"]
-        if tracker.latest_action_name == action and _no_user_turn_since_last_action(tracker):
+        if tracker.latest_action_name in {action, NOTE_ACTION, RATE_ACTION} \
+                and _no_user_turn_since_last_action(tracker):
             # After the handoff (paused or ticket), wait for the customer.
             probabilities = self._default_predictions(domain)
             probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0
@@ -163,7 +207,14 @@ class EscalationPolicy(Policy):
         reason = escalation_reason(turns, float(self.config["negative_threshold"]),
                                    complaint_threshold=None if complaint is None
                                    else float(complaint))
-        if reason is None or action not in domain.action_names_or_texts:
+        if reason is None:
+            follow = thread_action(tracker, turns[0])
+            if follow is None or follow not in domain.action_names_or_texts:
+                return nothing
+            probabilities = self._default_predictions(domain)
+            probabilities[domain.index_for_action(follow)] = 1.0
+            return self._prediction(probabilities)
+        if action not in domain.action_names_or_texts:
             return nothing
         probabilities = self._default_predictions(domain)
         probabilities[domain.index_for_action(action)] = 1.0

@@ -6,7 +6,8 @@ HMAC-SHA256 of the user under ``CRM_IDENTITY_SECRET``, as in DESIGN.md):
 * ``GET  /api/escalations?status=open``     newest and angriest first
 * ``GET  /api/escalations/{id}``            reason, context, live transcript
 * ``POST /api/escalations/{id}/reply``      ``{"text": ...}``: to the customer's channel
-* ``POST /api/escalations/{id}/resolve``    hands the conversation back to the bot
+* ``POST /api/escalations/{id}/resolve``    closes the thread (its tickets too) and hands
+  the conversation back to the bot, which asks the customer for a rating
 * ``POST /api/agents/heartbeat``            the agent is online
 
 The CRM side of a reply or a resolution is :func:`crm_ml.handoff.reply_to_escalation`
@@ -36,6 +37,7 @@ from crm_ml.errors import CRMUnavailable, NotFound
 
 __all__ = [
     "EscalationId",
+    "agent_name",
     "ReplyIn",
     "crm_call",
     "heartbeat",
@@ -122,6 +124,16 @@ def read_escalation(escalation_id: EscalationId, agent: AgentIdentity) -> dict[s
     return crm_call(run)
 
 
+def agent_name(agent: Any) -> str:
+    """The name an agent signs replies with (their console name, else "Support team")."""
+    def run() -> str:
+        with session_scope() as s:
+            row = agents.get_agent(session=s, agent_id=agent.number) if agent.number else None
+            return row.name if row is not None else "Support team"
+
+    return crm_call(run)
+
+
 def record_reply(escalation_id: int, agent: str) -> str:
     """Record an agent's reply in the CRM; the conversation's sender id to send it to.
 
@@ -152,16 +164,25 @@ def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> d
         sender = record_reply(escalation_id, agent.user)
     except handoff.AlreadyResolved as exc:
         raise HTTPException(409, "this conversation is already resolved") from exc
+    name = agent_name(agent)
     result = rasa_handoff("reply", {"sender_id": sender, "text": body.text,
-                                    "agent": agent.user})
-    return {"delivered": result.get("status")}
+                                    "agent": agent.user, "agent_name": name})
+    return {"delivered": result.get("status"), "agent_name": name}
 
 
 @router.post("/escalations/{escalation_id}/resolve")
 def resolve(escalation_id: EscalationId, agent: AgentIdentity) -> dict[str, Any]:
-    sender = record_resolve(escalation_id, agent.user, again=True)
-    result = rasa_handoff("resume", {"sender_id": sender, "agent": agent.user})
-    return {"status": "resolved", "bot": result.get("status")}
+    def run() -> handoff.ResolvedThread:
+        with session_scope() as s:
+            done = handoff.resolve_thread(session=s, escalation_id=escalation_id,
+                                          agent=agent.user)
+            return handoff.ResolvedThread(None, done.sender_id, done.channel, done.was_live,
+                                          done.closed_tickets)
+
+    done = crm_call(run)
+    result = rasa_handoff("resume", {"sender_id": done.sender_id, "agent": agent.user})
+    return {"status": "resolved", "bot": result.get("status"),
+            "tickets_closed": done.closed_tickets}
 
 
 @router.post("/agents/heartbeat")

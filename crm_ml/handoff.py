@@ -56,12 +56,14 @@ __all__ = [
     "list_escalations",
     "open_escalation",
     "open_thread",
+    "rating_of",
     "record_rating",
     "reply_to_escalation",
     "resolve",
     "resolve_escalation",
     "resolve_thread",
     "support_hours",
+    "thread_expectation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -269,9 +271,7 @@ def _join_thread(session: Session, esc: m.Escalation, reason: str,
     elif esc.channel == "voice":
         expectation = Availability(False, "callback", None).expectation()
     else:
-        expectation = availability(session=session, now=now).expectation()
-        if expectation == Availability(True, "open", None).expectation():
-            expectation = "A colleague will reply to your ticket shortly."
+        expectation = thread_expectation(session=session, sender_id=esc.sender_id, now=now)
     return EscalationOutcome(esc.id, live, ticket.id if ticket else None, expectation,
                              existing=True)
 
@@ -447,7 +447,7 @@ def resolve(*, session: Session, escalation_id: int, agent: str,
 class ResolvedThread:
     """A thread an agent resolved: where to say so, and whether the bot had stopped."""
 
-    escalation: m.Escalation
+    escalation: m.Escalation | None  # None once its session is closed
     sender_id: str
     channel: str
     was_live: bool  # the conversation was paused: the bot says it is back
@@ -473,6 +473,28 @@ def resolve_thread(*, session: Session, escalation_id: int, agent: str,
 
 
 RATING_RANGE = range(1, 6)
+_RATING_RE = re.compile(r"^\s*([1-5])(?:\s*(?:/|out of)\s*5)?\s*[.!]?\s*$", re.IGNORECASE)
+_RATING_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+
+def rating_of(text: str) -> int | None:
+    """The 1-5 rating in a customer's answer ("4", "4/5", "five", a keypad digit), or None."""
+    match = _RATING_RE.match(text or "")
+    if match:
+        return int(match.group(1))
+    return _RATING_WORDS.get((text or "").strip().strip(".!").lower())
+
+
+def thread_expectation(*, session: Session, sender_id: str,
+                       now: dt.datetime | None = None) -> str:
+    """When the customer with an open ticket can expect an answer, in words."""
+    esc = open_thread(session=session, sender_id=sender_id)
+    if esc is not None and esc.channel == "voice":
+        return Availability(False, "callback", None).expectation()
+    avail = availability(session=session, now=now)
+    if avail.available:
+        return "A colleague will reply to your ticket shortly."
+    return avail.expectation()
 
 
 def record_rating(*, session: Session, sender_id: str, score: int, channel: str | None = None,

@@ -89,8 +89,8 @@ def test_closed_desk_opens_a_ticket_and_does_not_pause(crm) -> None:
 
     get_settings.cache_clear()
     events, dispatcher = run(ActionHandoff(), tracker())
-    assert events == [SlotSet("handoff_reason", None)]
     msg = dispatcher.messages[0]
+    assert events == [SlotSet("handoff_reason", None), SlotSet("thread_ticket", msg["ticket"])]
     assert msg["response"] == "utter_handoff_ticket"
     assert msg["ticket"] is not None and "Monday" in msg["expectation"]
     with session_scope() as s:

@@ -35,12 +35,24 @@ def _audit(crm: str) -> list[tuple[str, str]]:
 def test_reply_then_resolve(client: TestClient, crm: str, escalation: int,
                             handoff_calls: list) -> None:
     base = f"/api/escalations/{escalation}"
+    with session_scope(crm) as s:
+        s.add(m.Agent(id=3, username="sam", name="Sam Carter", password_hash="!"))
+        ticket = m.Ticket(kind="handoff", subject="Customer needs a person", body="",
+                          sender_id="web:cust", status="open",
+                          created_at=dt.datetime(2026, 3, 10, 12, 0))
+        s.add(ticket)
+        s.flush()
+        ticket_id = ticket.id
     r = client.post(f"{base}/reply", json={"text": "Hello"}, headers=signed(AGENT))
-    assert (r.status_code, r.json()) == (200, {"delivered": "pushed"})
+    assert (r.status_code, r.json()) == (200, {"delivered": "pushed",
+                                               "agent_name": "Sam Carter"})
     r = client.post(f"{base}/resolve", headers=signed(AGENT))
-    assert (r.status_code, r.json()) == (200, {"status": "resolved", "bot": "pushed"})
+    assert (r.status_code, r.json()) == (200, {"status": "resolved", "bot": "pushed",
+                                               "tickets_closed": [ticket_id]})
+    with session_scope(crm) as s:
+        assert s.get(m.Ticket, ticket_id).status == "closed"
     assert handoff_calls == [("reply", {"sender_id": "web:cust", "text": "Hello",
-                                         "agent": AGENT}),
+                                         "agent": AGENT, "agent_name": "Sam Carter"}),
                              ("resume", {"sender_id": "web:cust", "agent": AGENT})]
     # Resolved: no more replies (409, nothing sent, nothing audited)...
     r = client.post(f"{base}/reply", json={"text": "late"}, headers=signed(AGENT))
@@ -48,7 +60,8 @@ def test_reply_then_resolve(client: TestClient, crm: str, escalation: int,
     # ...but the API resolves again and tells the bot again, as it always did.
     assert client.post(f"{base}/resolve", headers=signed(AGENT)).status_code == 200
     assert [c[0] for c in handoff_calls] == ["reply", "resume", "resume"]
-    assert _audit(crm) == [(AGENT, "reply"), (AGENT, "resolve"), (AGENT, "resolve")]
+    assert _audit(crm) == [(AGENT, "reply"), (AGENT, "close_ticket"), (AGENT, "resolve"),
+                           (AGENT, "resolve")]
 
 
 def test_unknown_escalation_and_strangers(client: TestClient, crm: str,
