@@ -65,9 +65,9 @@ NOTE_ACTION = "action_add_to_thread"
 RATE_ACTION = "action_rate"
 THREAD_SLOT = "thread_ticket"
 RATING_SLOT = "rating_pending"
-#: What the bot answers for sure while a ticket waits: the shop's facts.
+#: What the bot answers for sure while a ticket waits: a greeting, the shop's facts.
 SURE_INTENTS = frozenset({
-    "ask_gift_card", "ask_discount_code", "ask_restock", "ask_customs", "delivery_options",
+    "greet", "ask_gift_card", "ask_discount_code", "ask_restock", "ask_customs", "delivery_options",
     "delivery_period", "check_payment_methods", "check_refund_policy",
     "check_cancellation_fee",
 })

@@ -8,6 +8,7 @@ its sentiment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -88,9 +89,12 @@ def test_angry_customer_is_handed_over_and_comes_back(stack: Stack) -> None:
 
     sent = stack.agent("POST", f"/api/escalations/{mine['id']}/reply",
                        json={"text": "Hi, I'm Sam from support. I'm looking at your order now."})
-    assert sent.json() == {"delivered": "queued"}  # REST cannot push: next request gets it
+    # REST cannot push: the next request gets it, marked as the agent's.
+    assert sent.json() == {"delivered": "queued", "agent_name": "Agent 1"}
     got = stack.say(sender, "ok thanks", metadata=customer(12347))
-    assert [r["text"] for r in got] == ["Hi, I'm Sam from support. I'm looking at your order now."]
+    assert [r["text"] for r in got] == [
+        "Agent 1 (support team): Hi, I'm Sam from support. I'm looking at your order now."]
+    assert got[0]["agent_name"] == "Agent 1"
 
     done = stack.agent("POST", f"/api/escalations/{mine['id']}/resolve").json()
     assert done["status"] == "resolved"
@@ -98,6 +102,8 @@ def test_angry_customer_is_handed_over_and_comes_back(stack: Stack) -> None:
     back = stack.say(sender, "where is my order 500001", metadata=customer(12347))
     texts = [r["text"] for r in back]
     assert texts[0].startswith("I'm back")
+    assert texts[1].startswith("How did we do?")  # the rating prompt, with its buttons
+    assert [b["payload"] for b in back[1]["buttons"]] == list("12345")
     assert any("500001" in t and "delivered" in t.lower() for t in texts[1:]), texts
 
     def stored() -> list:
@@ -142,10 +148,72 @@ def test_a_paused_conversation_stays_paused_across_a_rasa_restart(stack: Stack) 
     esc = next(e for e in stack.agent("GET", "/api/escalations").json()
                if e["sender_id"] == sender)
     assert stack.agent("POST", f"/api/escalations/{esc['id']}/reply",
-                       json={"text": "Still here, sorry for the wait."}).json() == {
-        "delivered": "queued"}
+                       json={"text": "Still here, sorry for the wait."}).json()[
+        "delivered"] == "queued"
     assert [r["text"] for r in stack.say(sender, "ok", metadata=customer(12347))] == [
-        "Still here, sorry for the wait."]
+        "Agent 1 (support team): Still here, sorry for the wait."]
     stack.agent("POST", f"/api/escalations/{esc['id']}/resolve")
     back = [r["text"] for r in stack.say(sender, "hello", metadata=customer(12347))]
     assert back[0].startswith("I'm back")
+
+
+UPSET = [
+    "my order never arrived and nobody answers, this is a disgrace",
+    "i am furious, worst service ever",
+    "i want to talk to a human now",
+    "ok thanks. when will it arrive then?",
+    "this is useless, i want my money back",
+]
+
+
+def test_an_upset_customer_gets_one_ticket_and_the_agent_gets_every_message(
+        stack: Stack) -> None:
+    """Inside hours with nobody online: five upset messages, one ticket, rated after resolve."""
+    with get_engine(_crm(stack)).begin() as conn:
+        conn.execute(m.Agent.__table__.update().values(last_seen_at=None))
+    sender = "web:thread-1"
+    numbers, answers = set(), []
+    for text in UPSET:
+        replies = [r["text"] for r in stack.say(sender, text, metadata=customer(12347))]
+        answers.append(replies)
+        assert not any("didn't understand" in r for r in replies), replies
+        for r in replies:
+            numbers.update(re.findall(r"ticket (?:number )?(\d+)", r))
+    assert answers[0] and "ticket number" in answers[0][-1], answers
+    with get_engine(_crm(stack)).connect() as conn:
+        tickets = conn.execute(select(m.Ticket.id, m.Ticket.body, m.Ticket.status)
+                               .where(m.Ticket.sender_id == sender)).all()
+    assert len(tickets) == 1 and numbers == {str(tickets[0].id)}, (tickets, answers)
+    for text in UPSET:
+        assert text in tickets[0].body, (text, tickets[0].body)
+    assert tickets[0].body.count("(negative)") >= 3
+
+    esc = next(e for e in stack.agent("GET", "/api/escalations?status=ticket").json()
+               if e["sender_id"] == sender)
+    assert esc["reason"] == "asked for a human" or esc["reason"] in {
+        "very negative message", "angry message"}
+    sent = stack.agent("POST", f"/api/escalations/{esc['id']}/reply",
+                       json={"text": "Sorry about this, your parcel ships today."}).json()
+    assert sent["agent_name"] == "Agent 1"
+    got = stack.say(sender, "great, thank you", metadata=customer(12347))
+    assert got[0]["text"] == "Agent 1 (support team): Sorry about this, your parcel ships today."
+    # The customer's answer goes to the ticket, for the agent, not to the bot's fallback.
+    assert any("added your message to ticket" in r["text"] for r in got[1:]), got
+    with get_engine(_crm(stack)).connect() as conn:
+        body = conn.scalar(select(m.Ticket.body).where(m.Ticket.id == tickets[0].id))
+    assert "great, thank you" in body
+
+    done = stack.agent("POST", f"/api/escalations/{esc['id']}/resolve").json()
+    assert done["tickets_closed"] == [tickets[0].id]
+    prompt = stack.say(sender, "hello", metadata=customer(12347))
+    assert not any(r["text"].startswith("I'm back") for r in prompt)  # the bot never stopped
+    assert prompt[0]["text"].startswith("How did we do?"), prompt
+    thanks = [r["text"] for r in stack.say(sender, "4", metadata=customer(12347))]
+    assert thanks == ["Thank you for rating us 4 out of 5."]
+    with get_engine(_crm(stack)).connect() as conn:
+        rows = conn.execute(select(m.Ticket.status).where(m.Ticket.sender_id == sender))
+        assert list(rows.scalars()) == ["closed"]
+        from crm_ml.db.models_helpdesk import ConversationRating
+        scores = conn.execute(select(ConversationRating.score)
+                              .where(ConversationRating.sender_id == sender))
+        assert list(scores.scalars()) == [4]
