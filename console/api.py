@@ -29,7 +29,7 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from console.dependencies import AgentIdentity
-from crm_ml import agents, handoff
+from crm_ml import agents, handoff, mail, tickets
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
@@ -38,6 +38,7 @@ from crm_ml.errors import CRMUnavailable, NotFound
 __all__ = [
     "EscalationId",
     "agent_name",
+    "email_reply",
     "ReplyIn",
     "crm_call",
     "heartbeat",
@@ -167,7 +168,29 @@ def reply(escalation_id: EscalationId, body: ReplyIn, agent: AgentIdentity) -> d
     name = agent_name(agent)
     result = rasa_handoff("reply", {"sender_id": sender, "text": body.text,
                                     "agent": agent.user, "agent_name": name})
-    return {"delivered": result.get("status"), "agent_name": name}
+    out: dict[str, Any] = {"delivered": result.get("status"), "agent_name": name}
+    emailed = email_reply(escalation_id, sender, name, body.text)
+    if emailed is not None:
+        out["emailed"] = emailed
+    return out
+
+
+def email_reply(escalation_id: int, sender: str, name: str, text: str) -> bool | None:
+    """E-mail the reply to an anonymous visitor who left an address (None: no address)."""
+    def run() -> tuple[str | None, int | None]:
+        with session_scope() as s:
+            ticket = tickets.thread_ticket(session=s, sender_id=sender)
+            return mail.contact_of(session=s, sender_id=sender), ticket.id if ticket else None
+
+    to, ticket = crm_call(run)
+    if to is None:
+        return None
+    try:
+        mail.send_reply(to=to, agent_name=name, text=text, ticket=ticket)
+    except mail.MailNotSent:
+        logger.warning("the reply to escalation %d was not e-mailed", escalation_id)
+        return False
+    return True
 
 
 @router.post("/escalations/{escalation_id}/resolve")

@@ -88,6 +88,9 @@ class Settings:
             ``amqp://user:password@host:5672/vhost``): Rasa publishes every message to a
             durable queue and ``crm-ml events consume`` writes them to the CRM
             (crm_ml.events). Empty, the default: Rasa writes them itself.
+        smtp_url: Where agents' replies to anonymous visitors are e-mailed
+            (``CRM_SMTP_URL``, ``smtp://host:port``, e.g. ``smtp://127.0.0.1:8025``;
+            optional ``user:password@``); empty, the default, sends no e-mail.
     """
 
     database_url: str
@@ -114,6 +117,7 @@ class Settings:
     rasa_speedups: bool = True
     today: str = ""
     event_broker_url: str = field(default="", repr=False)
+    smtp_url: str = field(default="", repr=False)
 
 
 def _get(env: dict[str, str], key: str, default: str) -> str:
@@ -153,4 +157,5 @@ def get_settings() -> Settings:
         rasa_speedups=_get(env, "CRM_RASA_SPEEDUPS", "1") not in {"0", "false", "no"},
         today=_get(env, "CRM_TODAY", ""),
         event_broker_url=_get(env, "CRM_EVENT_BROKER_URL", ""),
+        smtp_url=_get(env, "CRM_SMTP_URL", ""),
     )

@@ -48,8 +48,10 @@ from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
 from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
 from crm_ml.db import models as m
+from crm_ml.db.models_helpdesk import VisitorContact
 from crm_ml.errors import CRMUnavailable, NotFound
 from crm_ml.identity import Identity
+from crm_ml.mail import erase_contact
 
 __all__ = [
     "chat_actor",
@@ -200,6 +202,7 @@ def export(*, session: Session, customer_id: int, tracker_url: str | None = None
         "recommendations": rows(m.Recommendation, m.Recommendation.customer_id == customer_id),
         "audit_log": [_plain(r) for r in session.scalars(
             select(m.AuditLog).where(_about(customer_id, senders)).order_by(m.AuditLog.id))],
+        "visitor_contacts": rows(VisitorContact, VisitorContact.sender_id.in_(senders)),
         "conversation_events": events,
         "telegram_outbox": waiting,
     }
@@ -241,6 +244,7 @@ def erase(*, session: Session, customer_id: int, tracker_url: str | None = None,
     }
     for model, where in by_customer_or_sender.items():
         counts[model.__tablename__] = session.execute(delete(model).where(where)).rowcount
+    counts["visitor_contacts"] = erase_contact(session=session, sender_ids=senders)
     for model in (m.ChannelIdentity, m.Recommendation, m.ChurnScore, m.Segment):
         counts[model.__tablename__] = session.execute(
             delete(model).where(model.customer_id == customer_id)).rowcount
