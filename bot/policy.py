@@ -12,7 +12,9 @@ confidence and a priority above the rule policy) when:
 * this message and the one before are both negative (``negative_streak``);
 * this message and the one before both ended in ``nlu_fallback``.
 
-While the conversation's ticket waits for an agent (slot ``thread_ticket``), a
+While the bot waits for an anonymous visitor's e-mail before a ticket (slot
+``contact_pending``), the answer goes to ``action_save_contact``. While the
+conversation's ticket waits for an agent (slot ``thread_ticket``), a
 message that calls for no handoff and is not one the bot answers for sure
 (:data:`SURE_INTENTS`: the shop's FAQs, an order's status with its number) goes
 to the ticket (``action_add_to_thread``), never to "didn't understand". After
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HANDOFF_ACTION",
+    "CONTACT_ACTION",
     "NOTE_ACTION",
     "RATE_ACTION",
     "SURE_INTENTS",
@@ -63,6 +66,8 @@ HANDOFF_ACTION = "action_handoff"
 REASON_SLOT = "handoff_reason"
 NOTE_ACTION = "action_add_to_thread"
 RATE_ACTION = "action_rate"
+CONTACT_ACTION = "action_save_contact"
+CONTACT_SLOT = "contact_pending"
 THREAD_SLOT = "thread_ticket"
 RATING_SLOT = "rating_pending"
 #: What the bot answers for sure while a ticket waits: a greeting, the shop's facts.
@@ -147,7 +152,9 @@ def escalation_reason(turns: List[UserUttered], threshold: float,
 
 
 def thread_action(tracker: DialogueStateTracker, latest: UserUttered) -> Optional[Text]:
-    """The thread's action for this message (note to the ticket, rating), or None."""
+    """The thread's action for this message (e-mail, note to the ticket, rating), or None."""
+    if tracker.get_slot(CONTACT_SLOT):
+        return CONTACT_ACTION
     if tracker.get_slot(RATING_SLOT) and _RATING.match(latest.text or ""):
         return RATE_ACTION
     if not tracker.get_slot(THREAD_SLOT):
@@ -189,7 +196,7 @@ class EscalationPolicy(Policy):
                                      **kwargs: Any) -> PolicyPrediction:
         nothing = self._prediction(self._default_predictions(domain))
         action = self.config["action"]
-        if tracker.latest_action_name in {action, NOTE_ACTION, RATE_ACTION} \
+        if tracker.latest_action_name in {action, NOTE_ACTION, RATE_ACTION, CONTACT_ACTION} \
                 and _no_user_turn_since_last_action(tracker):
             # After the handoff (paused or ticket), wait for the customer.
             probabilities = self._default_predictions(domain)
@@ -203,10 +210,13 @@ class EscalationPolicy(Policy):
         identity = verified_identity(turns[0].metadata, self._secret)
         if identity.is_staff:
             return nothing
-        complaint = self.config.get("complaint_threshold")
-        reason = escalation_reason(turns, float(self.config["negative_threshold"]),
-                                   complaint_threshold=None if complaint is None
-                                   else float(complaint))
+        if tracker.get_slot(CONTACT_SLOT):  # the answer to "what e-mail address?"
+            reason = None
+        else:
+            complaint = self.config.get("complaint_threshold")
+            reason = escalation_reason(turns, float(self.config["negative_threshold"]),
+                                       complaint_threshold=None if complaint is None
+                                       else float(complaint))
         if reason is None:
             follow = thread_action(tracker, turns[0])
             if follow is None or follow not in domain.action_names_or_texts:

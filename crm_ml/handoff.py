@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from crm_ml.audit import audit, utcnow
 from crm_ml.config import get_settings
 from crm_ml.db import models as m
-from crm_ml.db.models_helpdesk import ConversationRating
+from crm_ml.db.models_helpdesk import ConversationRating, VisitorContact
 from crm_ml.errors import CRMError, NotFound
 from crm_ml.tickets import (
     HANDOFF_KIND,
@@ -54,6 +54,7 @@ __all__ = [
     "customer_profile",
     "get_escalation",
     "list_escalations",
+    "needs_contact",
     "open_escalation",
     "open_thread",
     "rating_of",
@@ -318,6 +319,20 @@ def open_escalation(*, session: Session, sender_id: str, channel: str, reason: s
     audit(session=session, actor=sender_id, action="escalate", entity="escalations",
           entity_id=str(esc.id), details={"reason": reason, "live": avail.available})
     return EscalationOutcome(esc.id, avail.available, ticket_id, avail.expectation())
+
+
+def needs_contact(*, session: Session, sender_id: str, now: dt.datetime | None = None) -> bool:
+    """Whether to ask an anonymous visitor for an e-mail before their ticket is opened.
+
+    True when nobody can take the conversation live (so it becomes a ticket), it
+    has no open thread yet, and the visitor left no address in it.
+    """
+    if open_thread(session=session, sender_id=sender_id) is not None:
+        return False
+    if availability(session=session, now=now).available:
+        return False
+    return session.scalar(select(VisitorContact.id)
+                          .where(VisitorContact.sender_id == sender_id)) is None
 
 
 def add_to_thread(*, session: Session, sender_id: str,

@@ -12,8 +12,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 from actions.customers import ActionCustomerCount
-from actions.handoff import ActionHandoff, transcript_of
-from crm_ml import handoff
+from actions.handoff import ActionHandoff, ActionSaveContact, transcript_of
+from crm_ml import handoff, mail
 from crm_ml.db import models as m
 from crm_ml.db import session_scope
 from crm_ml.errors import CRMUnavailable
@@ -88,11 +88,27 @@ def test_closed_desk_opens_a_ticket_and_does_not_pause(crm) -> None:
     from crm_ml.config import get_settings
 
     get_settings.cache_clear()
+    # An anonymous visitor is asked for an e-mail before the ticket...
     events, dispatcher = run(ActionHandoff(), tracker())
-    msg = dispatcher.messages[0]
-    assert events == [SlotSet("handoff_reason", None), SlotSet("thread_ticket", msg["ticket"])]
-    assert msg["response"] == "utter_handoff_ticket"
+    assert dispatcher.messages[0]["response"] == "utter_ask_contact_email"
+    assert events[-1] == SlotSet("contact_pending", {"reason": "two negative messages in a row",
+                                                     "tries": 0})
+    # ...a wrong one is asked again, a right one kept, and then the ticket is opened.
+    pending = {"contact_pending": {"reason": "two negative messages in a row", "tries": 0}}
+    answer = tracker(slots=pending)
+    answer.latest_message["text"] = "my mail is ada(at)example"
+    events, dispatcher = run(ActionSaveContact(), answer)
+    assert dispatcher.messages[0]["response"] == "utter_contact_email_invalid"
+    answer.latest_message["text"] = "it's Ada@Example.com"
+    events, dispatcher = run(ActionSaveContact(), answer)
+    assert [x["response"] for x in dispatcher.messages] == ["utter_contact_email_saved",
+                                                           "utter_handoff_ticket"]
+    msg = dispatcher.messages[1]
+    assert events == [SlotSet("contact_pending", None), SlotSet("handoff_reason", None),
+                      SlotSet("thread_ticket", msg["ticket"])]
     assert msg["ticket"] is not None and "Monday" in msg["expectation"]
+    with session_scope() as s:
+        assert mail.contact_of(session=s, sender_id="web:t1") == "Ada@example.com"
     with session_scope() as s:
         esc = s.scalars(select(m.Escalation)).one()
         assert esc.customer_id is None  # anonymous caller: no profile attached
@@ -104,6 +120,7 @@ def test_crm_down_gives_a_polite_answer(crm, monkeypatch) -> None:
         raise CRMUnavailable("down")
 
     monkeypatch.setattr(handoff, "open_escalation", down)
+    monkeypatch.setattr(handoff, "needs_contact", down)
     events, dispatcher = run(ActionHandoff(), tracker())
     assert events == [SlotSet("handoff_reason", None)]
     assert dispatcher.messages == [{

@@ -121,3 +121,11 @@ def test_the_rating_prompt_has_buttons_on_web_and_asks_for_a_digit_by_voice():
     rest = _Tracker({}, channel="rest")
     asyncio.run(deliver_prompt(_app("rest", _Output()), rest, "utter_rating_ask", {}))
     assert [b["payload"] for b in rest.slots["handoff_outbox"][0]["buttons"]] == list("12345")
+
+
+def test_the_answer_to_the_email_question_goes_to_the_contact_action():
+    from bot.policy import CONTACT_ACTION
+
+    pending = _Tracker({"contact_pending": {"reason": "asked for a human", "tries": 0}})
+    assert thread_action(pending, said("me@example.com", "inform")) == CONTACT_ACTION
+    assert thread_action(pending, said("no", "deny")) == CONTACT_ACTION

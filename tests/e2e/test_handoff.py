@@ -8,6 +8,7 @@ its sentiment.
 
 from __future__ import annotations
 
+import email
 import re
 from collections.abc import Iterator
 
@@ -15,8 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from crm_ml.db import models as m
+from crm_ml.db import session_scope
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
+from crm_ml.mail import contact_of, erase_contact
 from tests.support.retail import retail_crm
 from tests.support.servers import Stack, assistant, eventually
 
@@ -34,13 +37,38 @@ def customer(n: int) -> dict:
     return {"auth": {"user": user, "sig": sign(user, SECRET)}}
 
 
+class _Inbox:
+    """A loopback SMTP server's mailbox (aiosmtpd handler)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+INBOX = _Inbox()
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from aiosmtpd.controller import Controller
+
+    from tests.support.servers import free_port
+
     workdir = tmp_path_factory.mktemp("handoff")
     url = retail_crm(workdir)
-    env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_SUPPORT_HOURS": "always"}
-    with assistant(workdir, url, extra_env=env, console=True) as running:
-        yield running
+    port = free_port()
+    smtp = Controller(INBOX, hostname="127.0.0.1", port=port)
+    smtp.start()
+    env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_SUPPORT_HOURS": "always",
+           "CRM_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    try:
+        with assistant(workdir, url, extra_env=env, console=True) as running:
+            yield running
+    finally:
+        smtp.stop()
 
 
 def _crm(stack: Stack) -> str:
@@ -128,13 +156,36 @@ def test_no_agent_online_opens_a_ticket(stack: Stack) -> None:
     with get_engine(_crm(stack)).begin() as conn:
         conn.execute(m.Agent.__table__.update().values(last_seen_at=None))
     replies = stack.say("web:asks-1", "i want to talk to a human")
+    # An anonymous visitor: the e-mail first, validated, then the ticket.
+    assert "e-mail address" in replies[-1]["text"], replies
+    assert "doesn't look like" in stack.say("web:asks-1", "visitor at example")[-1]["text"]
+    replies = stack.say("web:asks-1", "visitor.one@example.org")
+    assert "e-mailed to visitor.one@example.org" in replies[0]["text"], replies
     text = replies[-1]["text"]
     assert "ticket number" in text and "within 4 hours" in text
-    # Not paused: the bot still answers.
-    assert stack.say("web:asks-1", "hello")[0]["text"].startswith("Hello")
+    ticket = re.search(r"ticket number is (\d+)", text).group(1)
+    esc = next(e for e in stack.agent("GET", "/api/escalations?status=ticket").json()
+               if e["sender_id"] == "web:asks-1")
+    sent = stack.agent("POST", f"/api/escalations/{esc['id']}/reply",
+                       json={"text": "We found your parcel."}).json()
+    assert sent["emailed"] is True
+    mail = email.message_from_bytes(INBOX.messages[-1])
+    assert mail["To"] == "visitor.one@example.org"
+    assert mail["Subject"] == f"Re: your ticket {ticket}"
+    assert "We found your parcel." in mail.get_payload(decode=True).decode()
+    # Not paused: the bot still answers (after the agent's reply, which REST queued).
+    hello = [r["text"] for r in stack.say("web:asks-1", "hello")]
+    assert hello[0] == "Agent 1 (support team): We found your parcel."
+    assert hello[1].startswith("Hello"), hello
     with get_engine(_crm(stack)).connect() as conn:
         kinds = conn.execute(select(m.Ticket.kind).where(m.Ticket.sender_id == "web:asks-1"))
         assert list(kinds.scalars()) == ["handoff"]
+    # Erase removes the address.
+    with session_scope(_crm(stack)) as s:
+        assert contact_of(session=s, sender_id="web:asks-1") == "visitor.one@example.org"
+        assert erase_contact(session=s, sender_ids={"web:asks-1"}) == 1
+    with session_scope(_crm(stack)) as s:
+        assert contact_of(session=s, sender_id="web:asks-1") is None
 
 
 def test_a_paused_conversation_stays_paused_across_a_rasa_restart(stack: Stack) -> None:
