@@ -7,7 +7,11 @@ bodies and escalation transcripts.
 :class:`TopicModel` has a small scikit-learn-shaped API over two methods:
 
 - ``nmf``: non-negative matrix factorisation of TF-IDF (unigrams and bigrams);
-- ``lda``: latent Dirichlet allocation of word counts.
+- ``lda``: latent Dirichlet allocation of word counts;
+- ``kmeans``: KMeans over the sentence encoder's vectors (crm_ml.encoder), each cluster
+  named by the terms whose mean TF-IDF in it most exceeds their corpus mean. The encoder
+  costs about 10 s per 1,000 texts here, so training's automatic choice weighs NMF and LDA
+  only; :func:`evaluate_tweets` takes ``methods`` to judge it too.
 
 Each topic is named by its top terms (the label is the first three) with example
 messages (the ones it explains best). The number of topics is chosen by **NPMI
@@ -54,6 +58,7 @@ TOP_TERMS = 10
 #: Example messages kept per topic.
 EXAMPLES = 3
 SEED = 0
+METHODS = ("nmf", "lda", "kmeans")
 #: Words that name the airline or are noise in tweets rather than a complaint's topic.
 EXTRA_STOP = ("united", "usairways", "americanair", "southwestair", "jetblue", "virginamerica",
               "http", "https", "co", "amp", "just", "im", "dont", "thanks", "thank", "get",
@@ -73,7 +78,7 @@ class TopicModel:
     """Topics of short texts.
 
     Args:
-        method: ``"nmf"`` or ``"lda"``.
+        method: ``"nmf"``, ``"lda"`` or ``"kmeans"`` (sentence vectors).
         k: Number of topics.
         min_df: Least documents a term appears in.
         seed: Random state.
@@ -81,8 +86,8 @@ class TopicModel:
 
     def __init__(self, method: str = "nmf", k: int = 8, min_df: int = 5,
                  seed: int = SEED) -> None:
-        if method not in {"nmf", "lda"}:
-            raise ValueError("method must be nmf or lda")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}")
         self.method = method
         self.k = k
         self.min_df = min_df
@@ -97,6 +102,8 @@ class TopicModel:
         min_df = min(self.min_df, max(1, len(texts) // 50))
         common = {"stop_words": _tokens_stop(), "min_df": min_df, "max_df": 0.5,
                   "token_pattern": r"(?u)\b[a-zA-Z][a-zA-Z]+\b"}
+        if self.method == "kmeans":
+            return self._fit_kmeans(texts, common)
         if self.method == "nmf":
             self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, **common)
             self.model_ = NMF(n_components=self.k, init="nndsvda", random_state=self.seed,
@@ -108,9 +115,27 @@ class TopicModel:
                                                     batch_size=1024)
         X = self.vectorizer_.fit_transform(texts)
         weights = self.model_.fit_transform(X)
+        return self._describe(texts, weights, self.model_.components_)
+
+    def _fit_kmeans(self, texts: list[str], common: dict[str, Any]) -> TopicModel:
+        from sklearn.cluster import KMeans
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, **common)
+        X = self.vectorizer_.fit_transform(texts)
+        self.model_ = KMeans(n_clusters=self.k, n_init=4, random_state=self.seed)
+        vectors = _vectors(texts)
+        best = self.model_.fit_predict(vectors)
+        overall = np.asarray(X.mean(axis=0)).ravel()
+        components = np.vstack([
+            np.asarray(X[best == j].mean(axis=0)).ravel() - overall if (best == j).any()
+            else np.zeros_like(overall) for j in range(self.k)])
+        return self._describe(texts, 1.0 / (1.0 + self.model_.transform(vectors)), components)
+
+    def _describe(self, texts: list[str], weights: np.ndarray,
+                  components: np.ndarray) -> TopicModel:
         terms = np.asarray(self.vectorizer_.get_feature_names_out())
-        self.topics_ = [list(terms[np.argsort(-row)[:TOP_TERMS]])
-                        for row in self.model_.components_]
+        self.topics_ = [list(terms[np.argsort(-row)[:TOP_TERMS]]) for row in components]
         self.labels_ = [", ".join(t[:3]) for t in self.topics_]
         best = weights.argmax(axis=1)
         self.sizes_ = np.bincount(best, minlength=self.k).tolist()
@@ -129,12 +154,20 @@ class TopicModel:
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        """Topic weights per text (n x k)."""
+        """Topic weights per text (n x k); for kmeans 1 / (1 + distance to each centre)."""
+        if self.method == "kmeans":
+            return 1.0 / (1.0 + self.model_.transform(_vectors([str(t) for t in texts])))
         return self.model_.transform(self.vectorizer_.transform([str(t) for t in texts]))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The topic of each text (its largest weight)."""
         return self.transform(texts).argmax(axis=1)
+
+
+def _vectors(texts: list[str]) -> np.ndarray:
+    from crm_ml.sentiment import encode_cached
+
+    return encode_cached(texts)
 
 
 def npmi_coherence(topics: Sequence[Sequence[str]], texts: Sequence[str],
@@ -209,14 +242,15 @@ def _negative_tweets() -> pd.DataFrame:
 
 
 def evaluate_tweets(neg: pd.DataFrame | None = None, *, seed: int = SEED,
-                    ks: Sequence[int] = K_RANGE, lda_ks: Sequence[int] = LDA_K_RANGE
+                    ks: Sequence[int] = K_RANGE, lda_ks: Sequence[int] = LDA_K_RANGE,
+                    methods: Sequence[str] = ("nmf", "lda")
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Choose the method and k by coherence; judge the topics against the negative reasons.
 
     Returns:
         ``(metrics, info)``: metrics ``k, coherence, nmi_tweets, purity_tweets, method``
         and the baselines' ``baseline_nmi_tweets, baseline_purity_tweets`` (random topics
-        of the same sizes) and the other method's figures; ``info`` the coherence per k.
+        of the same sizes) and the other methods' figures; ``info`` the coherence per k.
     """
     from sklearn.metrics import normalized_mutual_info_score
 
@@ -225,7 +259,8 @@ def evaluate_tweets(neg: pd.DataFrame | None = None, *, seed: int = SEED,
     judged = [r != "Can't Tell" for r in reasons]
     rows: dict[str, dict[str, Any]] = {}
     y = [r for r, keep in zip(reasons, judged, strict=True) if keep]
-    for method, ks_tried in (("nmf", ks), ("lda", lda_ks)):
+    for method in methods:
+        ks_tried = lda_ks if method == "lda" else ks
         model, by_k = choose_k(texts, method, ks_tried, seed)
         t = [c for c, keep in zip(model.predict(texts), judged, strict=True) if keep]
         rows[method] = {"k": model.k, "coherence": by_k[model.k], "by_k": by_k, "topics": t,
@@ -234,15 +269,17 @@ def evaluate_tweets(neg: pd.DataFrame | None = None, *, seed: int = SEED,
     method = max(rows, key=lambda m: rows[m]["coherence"])
     chosen = rows[method]
     shuffled = np.random.default_rng(seed).permutation(chosen["topics"])
-    other = "lda" if method == "nmf" else "nmf"
-    metrics = {
+    metrics: dict[str, Any] = {
         "k": chosen["k"], "coherence": chosen["coherence"], "method": method,
         "nmi_tweets": round(chosen["nmi"], 4), "purity_tweets": round(chosen["purity"], 4),
         "baseline_nmi_tweets": round(float(normalized_mutual_info_score(y, shuffled)), 4),
         "baseline_purity_tweets": round(purity(y, shuffled), 4),
-        f"{other}_coherence": rows[other]["coherence"], f"{other}_k": rows[other]["k"],
-        f"{other}_nmi_tweets": round(rows[other]["nmi"], 4),
     }
+    for other in (m for m in rows if m != method):
+        metrics.update({f"{other}_coherence": rows[other]["coherence"],
+                        f"{other}_k": rows[other]["k"],
+                        f"{other}_nmi_tweets": round(rows[other]["nmi"], 4),
+                        f"{other}_purity_tweets": round(rows[other]["purity"], 4)})
     info = {m: {"coherence_by_k": r["by_k"], "labels": r["labels"]} for m, r in rows.items()}
     info["tweets"] = len(texts)
     info["judged"] = int(sum(judged))

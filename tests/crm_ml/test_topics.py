@@ -46,6 +46,22 @@ def test_known_topics_are_recovered_and_named_by_their_words() -> None:
     assert all(len(e) == topics.EXAMPLES for e in model.examples_)
 
 
+def test_sentence_vector_clusters_recover_the_known_topics() -> None:
+    from crm_ml import encoder
+
+    if not (encoder.DEFAULT_DIR / "model.onnx").exists() and not any(
+            encoder.DEFAULT_DIR.glob("*.safetensors")):
+        pytest.skip("the sentence encoder is not installed under models/encoder")
+    texts, truth = synthetic(n_per_topic=60)
+    model = topics.TopicModel("kmeans", 4).fit(texts)
+    assert normalized_mutual_info_score(truth, model.predict(texts)) > 0.8
+    for terms in model.topics_:  # named by the words of one true topic
+        homes = {name for name, words in VOCAB.items() for w in terms[:3] if w in words}
+        assert len(homes) == 1, terms
+    with pytest.raises(ValueError):
+        topics.TopicModel("svd", 4)
+
+
 def test_coherence_picks_the_true_number_of_topics() -> None:
     texts, _ = synthetic()
     model, by_k = topics.choose_k(texts, "nmf", ks=(2, 3, 4, 6, 8))
