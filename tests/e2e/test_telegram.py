@@ -185,15 +185,19 @@ def test_escalation_reply_arrives_on_telegram(stack: Stack, fake: FakeTelegram) 
     fake.send_text(1005, "are you there?")  # paused: reaches the agent, not the bot
     sent = stack.agent("POST", f"/api/escalations/{mine['id']}/reply",
                        json={"text": "Hi, I'm Sam from support <3. Looking at it now."})
-    assert sent.json() == {"delivered": "pushed"}
+    assert sent.json() == {"delivered": "pushed", "agent_name": "Agent 1"}
     got = fake.wait_for("sendMessage", 1005, count=2)
-    assert got[1].params["text"] == "Hi, I'm Sam from support <3. Looking at it now."
+    # Marked as a person's: the agent's name before the text.
+    assert got[1].params["text"] == (
+        "Agent 1 (support team): Hi, I'm Sam from support <3. Looking at it now.")
 
     assert stack.agent("POST", f"/api/escalations/{mine['id']}/resolve").json()[
         "status"] == "resolved"
-    back = fake.wait_for("sendMessage", 1005, count=3)
+    back = fake.wait_for("sendMessage", 1005, count=4)
     assert back[2].params["text"].startswith("I'm back")
-    assert len(fake.texts(1005)) == 3  # the bot said nothing while the agent had it
+    assert back[3].params["text"].startswith("How did we do?")  # the rating, with buttons
+    assert "reply_markup" in back[3].params
+    assert len(fake.texts(1005)) == 4  # the bot said nothing while the agent had it
 
     with get_engine(f"sqlite:///{stack.workdir / 'crm.db'}").connect() as conn:
         rows = conn.execute(select(m.Interaction.direction, m.Interaction.channel,
@@ -241,21 +245,22 @@ def test_nothing_is_lost_while_telegram_is_unreachable(stack: Stack, fake: FakeT
         assert fake.texts(chat) == [hello.params["text"]]
         with get_engine(f"sqlite:///{stack.workdir / 'tracker.db'}").connect() as conn:
             waiting = conn.execute(text("SELECT count(*) FROM telegram_outbox")).scalar()
-        assert waiting >= 3  # the handoff notice, the agent's reply, the bot's return
+        assert waiting >= 4  # the handoff notice, the agent's reply, the return, the rating
     finally:
         fake.outage(None)
         fake.up()
 
-    got = fake.wait_for("sendMessage", chat, count=4, timeout=90)
+    got = fake.wait_for("sendMessage", chat, count=5, timeout=90)
     texts = [c.params["text"] for c in got]
     assert "colleague" in texts[1]
-    assert texts[2] == "Hi, I'm Sam from support. Looking at it now."
+    assert texts[2] == "Agent 1 (support team): Hi, I'm Sam from support. Looking at it now."
     assert texts[3].startswith("I'm back")
+    assert texts[4].startswith("How did we do?")
     time.sleep(3)
     assert fake.texts(chat) == texts  # once each: nothing sent twice
 
     fake.send_text(chat, "hello")  # the conversation goes on, with the bot
-    replies = fake.wait_for("sendMessage", chat, count=5, timeout=90)
-    assert replies[4].params["text"].startswith("Hello")
+    replies = fake.wait_for("sendMessage", chat, count=6, timeout=90)
+    assert replies[5].params["text"].startswith("Hello")
     with get_engine(f"sqlite:///{stack.workdir / 'tracker.db'}").connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM telegram_outbox")).scalar() == 0
