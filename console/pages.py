@@ -34,7 +34,14 @@ from fastapi.templating import Jinja2Templates
 
 from console import insights as ins
 from console import model_panels
-from console.api import EscalationId, crm_call, rasa_handoff, record_reply, record_resolve
+from console.api import (
+    EscalationId,
+    crm_call,
+    email_reply,
+    rasa_handoff,
+    record_reply,
+    record_resolve,
+)
 from console.auth import (
     authenticate,
     check_csrf,
@@ -384,9 +391,11 @@ def reply(request: Request, escalation_id: EscalationId, viewer: AgentViewer,
     except handoff.AlreadyResolved:
         return RedirectResponse(f"{page}?error=resolved", status_code=303)
     try:
-        rasa_handoff("reply", {"sender_id": sender, "text": text.strip(), "agent": viewer.user})
+        rasa_handoff("reply", {"sender_id": sender, "text": text.strip(), "agent": viewer.user,
+                               "agent_name": viewer.name})
     except HTTPException:
         return RedirectResponse(f"{page}?error=unreachable", status_code=303)
+    email_reply(escalation_id, sender, viewer.name, text.strip())  # anonymous visitors
     return RedirectResponse(f"{page}?sent=1", status_code=303)
 
 

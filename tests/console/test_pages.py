@@ -177,7 +177,8 @@ def test_reply_goes_to_the_customers_channel(agent: TestClient, crm: str, ids: d
                    data={"text": "  Hi, I'm Sam.  ", "csrf_token": csrf_of(page.text)})
     assert (r.status_code, r.headers["location"]) == (303, f"/escalations/{ids['angry']}?sent=1")
     assert handoff_calls == [("reply", {"sender_id": "web:angry", "text": "Hi, I'm Sam.",
-                                        "agent": f"agent:{agent_id}"})]
+                                        "agent": f"agent:{agent_id}",
+                                        "agent_name": "Sam Support"})]  # marked as a person's
     assert "Sent to the customer" in agent.get(r.headers["location"]).text
     with session_scope(crm) as s:
         actions = s.scalars(select(m.AuditLog.actor).where(m.AuditLog.action == "reply")).all()
