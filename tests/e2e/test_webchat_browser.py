@@ -131,7 +131,7 @@ def sign_in_agent(browser: object, stack: Stack) -> object:
     page.fill("input[name=username]", AGENT_USER)
     page.fill("input[name=password]", AGENT_PASSWORD)
     page.click("#login-form button[type=submit]")
-    page.wait_for_selector("h1:has-text('Open escalations')", timeout=WAIT_MS)
+    page.wait_for_selector("h1:has-text('Inbox')", timeout=WAIT_MS)
     return page
 
 
@@ -215,6 +215,10 @@ def test_handoff_in_the_browser(browser: object, stack: Stack) -> None:
     agent.click("#reply-form button[type=submit]")
     agent.wait_for_selector("text=Sent to the customer", timeout=WAIT_MS)
     wait_bot(chat, r"Sam from support", after=before)
+    # marked as a person's: its own bubble, with the agent's name
+    marked = chat.locator("#chat-log .from-agent").last
+    assert "Sam Support" in marked.locator(".who").inner_text()
+    assert "Sam from support" in marked.inner_text()
 
     # After a dropped connection, the next answer still arrives.
     chat.evaluate("() => window.crmChat.socket.io.engine.close()")
