@@ -26,14 +26,13 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import MetaData, Table, case, exists, func, inspect, literal, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from crm_ml.db import models as m
+from crm_ml.db.models_helpdesk import ConversationRating
 
 __all__ = [
-    "RATING_COLUMNS",
-    "RATING_TABLES",
     "Figures",
     "HelpdeskStats",
     "helpdesk_stats",
@@ -42,8 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RATING_TABLES = ("conversation_ratings", "ratings", "csat_ratings")
-RATING_COLUMNS = ("score", "rating", "value", "stars")
 SATISFIED = 4  # a rating of 4 or 5 out of 5 counts as satisfied
 
 
@@ -112,7 +109,7 @@ class Figures:
 class HelpdeskStats:
     """Helpdesk figures overall, per day (oldest first) and per channel (busiest first).
 
-    ``ratings_store`` is False when the CRM has no rating table at all.
+    ``ratings_store`` says the ratings were read (the schema holds ``conversation_ratings``).
     """
 
     overall: Figures
@@ -210,44 +207,20 @@ def _escalations(session: Session, groups: _Groups, since: dt.datetime | None) -
                 fig._resolution.append(_minutes(r.created_at, r.resolved_at))
 
 
-def _rating_table(session: Session) -> tuple[Table, str] | None:
-    """The rating store another part of the helpdesk writes, if this CRM has one."""
-    names = set(inspect(session.connection()).get_table_names())
-    for name in RATING_TABLES:
-        if name in names:
-            table = Table(name, MetaData(), autoload_with=session.connection())
-            score = next((c for c in RATING_COLUMNS if c in table.c), None)
-            if score is not None and "created_at" in table.c:
-                return table, score
-            logger.warning("rating table %s has no score or created_at column", name)
-    return None
-
-
 def _ratings(session: Session, groups: _Groups, since: dt.datetime | None) -> bool:
-    found = _rating_table(session)
-    if found is None:
-        return False
-    table, score = found
-    if "channel" in table.c:
-        channel = table.c.channel
-    elif "sender_id" in table.c:
-        channel = (select(m.Interaction.channel)
-                   .where(m.Interaction.sender_id == table.c.sender_id)
-                   .order_by(m.Interaction.created_at, m.Interaction.id).limit(1)
-                   .scalar_subquery())
-    else:
-        channel = literal("unknown")
-    day = func.date(table.c.created_at).label("day")
-    chan = channel
-    query = (select(day, chan.label("channel"), func.count().label("n"),
-                    func.sum(case((table.c[score] >= SATISFIED, 1), else_=0)).label("ok"))
-             .where(table.c[score].is_not(None)))
+    """Count the ratings (``conversation_ratings``) per day and channel; True (the CRM
+    has the rating store)."""
+    r = ConversationRating
+    day = func.date(r.created_at).label("day")
+    query = (select(day, r.channel.label("channel"), func.count().label("n"),
+                    func.sum(case((r.score >= SATISFIED, 1), else_=0)).label("ok"))
+             .where(r.score.is_not(None)))
     if since is not None:
-        query = query.where(table.c.created_at >= since)
-    for r in session.execute(query.group_by(day, chan)).all():
-        for fig in groups.each(_day(r.day), r.channel or "unknown"):
-            fig.ratings += int(r.n)
-            fig.satisfied += int(r.ok or 0)
+        query = query.where(r.created_at >= since)
+    for row in session.execute(query.group_by(day, r.channel)).all():
+        for fig in groups.each(_day(row.day), row.channel or "unknown"):
+            fig.ratings += int(row.n)
+            fig.satisfied += int(row.ok or 0)
     return True
 
 
