@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from crm_ml import loader
 from crm_ml.agents import create_agent
 from crm_ml.db import migrate, session_scope
 from crm_ml.db import models as m
+from crm_ml.db.models_helpdesk import ConversationRating
 from crm_ml.db.session import get_engine
 from crm_ml.identity import sign
 from tests.support.retail import retail_frame
@@ -237,6 +239,15 @@ def test_handoff_in_the_browser(browser: object, stack: Stack) -> None:
     agent.wait_for_selector("text=resolved: the bot has the conversation again",
                             timeout=WAIT_MS)
     wait_bot(chat, r"^I'm back", after=before)
+    # then the rating prompt, as buttons; the customer's 5 is stored
+    wait_bot(chat, r"How did we do", after=before)
+    before = len(bot_texts(chat))
+    chat.click("button.chat-button:has-text('5')")
+    wait_bot(chat, r"Thank you for rating us 5 out of 5", after=before)
+    with session_scope(f"sqlite:///{stack.workdir / 'crm.db'}") as s:
+        scores = s.scalars(select(ConversationRating.score).where(
+            ConversationRating.sender_id == f"web:{session}")).all()
+    assert scores == [5]
     before = say(chat, "hello")
     wait_bot(chat, r"^Hello", after=before)
     shot(chat, "7-chat-bot-back")
