@@ -207,3 +207,15 @@ def test_held_out_targets_and_exact_export(tweets: tuple[list[str], np.ndarray])
     diff = np.abs(exported.predict_proba(test_texts) - model.predict_proba(test_texts)).max()
     assert diff < 1e-6
     assert sentiment.evaluate(exported, test_texts, info["test_labels"]) == metrics
+
+
+def test_encoding_on_every_core_gives_the_same_rows_in_order() -> None:
+    from crm_ml import sentiment
+
+    class Fake:
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.array([[float(len(t)), float(sum(map(ord, t)))] for t in texts])
+
+    texts = [f"message number {i} " * (i % 5 + 1) for i in range(203)]
+    together = sentiment.encode_parallel(Fake(), texts, workers=3)
+    assert np.array_equal(together, Fake().encode(texts))
