@@ -52,6 +52,7 @@ from crm_ml.sentiment_infer import (
     TfidfBlock,
     preprocess,
 )
+from crm_ml.sentence_vectors import SentenceVectors, encode_cached
 from crm_ml.training import Progress
 
 logger = logging.getLogger(__name__)
@@ -86,71 +87,6 @@ GRID: list[dict[str, Any]] = [
 ]
 #: Candidate probabilities from which a message counts as negative.
 NEGATIVE_CUTOFFS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
-
-
-
-class SentenceVectors(TransformerMixin, BaseEstimator):
-    """The sentence encoder's unit-length vectors times ``scale`` (a dense feature block).
-
-    Args:
-        scale: Multiplier that balances the block against the TF-IDF blocks.
-        runtime: :class:`crm_ml.encoder.SentenceEncoder` runtime (``auto``: int8 ONNX).
-        max_length: Most word pieces per text.
-    """
-
-    def __init__(self, scale: float = 1.0, runtime: str = "auto", max_length: int = 64) -> None:
-        self.scale = scale
-        self.runtime = runtime
-        self.max_length = max_length
-
-    def fit(self, texts: Sequence[str], y: Any = None) -> SentenceVectors:
-        from crm_ml import encoder
-
-        self.runtime_ = encoder.load_default(max_length=self.max_length,
-                                             runtime=self.runtime).runtime
-        return self
-
-    def transform(self, texts: Sequence[str]) -> np.ndarray:
-        return encode_cached(list(texts), runtime=self.runtime,
-                             max_length=self.max_length) * self.scale
-
-
-_ENCODED: dict[tuple[str, int, str], np.ndarray] = {}
-
-
-def encode_parallel(model: Any, texts: list[str], workers: int | None = None) -> np.ndarray:
-    """``model.encode(texts)`` on every core: interleaved shares in threads (onnxruntime
-    runs outside the GIL, one intra-op thread each), the rows back in order. The vectors
-    are the same as one thread's: the int8 runtime encodes each text alone."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(texts) < 64:
-        return model.encode(texts)
-    shares = [texts[i::workers] for i in range(workers)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(model.encode, shares))
-    out = np.empty((len(texts), parts[0].shape[1]), dtype=parts[0].dtype)
-    for i, part in enumerate(parts):
-        out[i::workers] = part
-    return out
-
-
-def encode_cached(texts: list[str], *, runtime: str = "auto", max_length: int = 64
-                  ) -> np.ndarray:
-    """Sentence vectors, kept for this process (training refits on the same texts)."""
-    from crm_ml import encoder
-
-    model = encoder.load_default(max_length=max_length, runtime=runtime)
-    missing = list(dict.fromkeys(t for t in texts if (t, max_length, runtime) not in _ENCODED))
-    for start in range(0, len(missing), 2048):
-        chunk = missing[start: start + 2048]
-        for text, vector in zip(chunk, encode_parallel(model, chunk), strict=True):
-            _ENCODED[(text, max_length, runtime)] = vector
-    if not texts:
-        return np.zeros((0, model.dim), dtype=np.float64)
-    return np.vstack([_ENCODED[(t, max_length, runtime)] for t in texts]).astype(np.float64)
 
 
 def _features(word_ngrams: tuple[int, int], char_ngrams: tuple[int, int], min_df: int,

@@ -165,7 +165,7 @@ class TopicModel:
 
 
 def _vectors(texts: list[str]) -> np.ndarray:
-    from crm_ml.sentiment import encode_cached
+    from crm_ml.sentence_vectors import encode_cached
 
     return encode_cached(texts)
 

@@ -210,12 +210,12 @@ def test_held_out_targets_and_exact_export(tweets: tuple[list[str], np.ndarray])
 
 
 def test_encoding_on_every_core_gives_the_same_rows_in_order() -> None:
-    from crm_ml import sentiment
+    from crm_ml import sentence_vectors
 
     class Fake:
         def encode(self, texts: list[str]) -> np.ndarray:
             return np.array([[float(len(t)), float(sum(map(ord, t)))] for t in texts])
 
     texts = [f"message number {i} " * (i % 5 + 1) for i in range(203)]
-    together = sentiment.encode_parallel(Fake(), texts, workers=3)
+    together = sentence_vectors.encode_parallel(Fake(), texts, workers=3)
     assert np.array_equal(together, Fake().encode(texts))
