@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -44,6 +44,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from crm_ml.sentence_vectors import SentenceVectors, encode_cached
 from crm_ml.sentiment_infer import (
     LABELS,
     MODEL_NAME,
@@ -52,7 +53,6 @@ from crm_ml.sentiment_infer import (
     TfidfBlock,
     preprocess,
 )
-from crm_ml.sentence_vectors import SentenceVectors, encode_cached
 from crm_ml.training import Progress
 
 logger = logging.getLogger(__name__)
