@@ -354,7 +354,7 @@ async def answered(app: Any, sender_id: Text, message_id: Text
             item.update({k: v for k, v in (event.data or {}).items() if v})
             replies.append(item)
     if replies is not None:
-        logger.info("REST: a retried message was answered from the tracker")
+        logger.info("a message handled before (a retry, a redelivery) answered from the tracker")
         # The replica that handled it may have died before its events left: publish
         # them again (stored once per event id).
         broker = _broker(app)

@@ -13,6 +13,7 @@ __all__ = [
     "CHANNEL_BY_PREFIX",
     "PLATFORM_PREFIXES",
     "TELEGRAM_OUTBOX_TABLE",
+    "TELEGRAM_SENT_TABLE",
     "TELEGRAM_PREFIX",
     "VOICE_PREFIX",
     "WEB_PREFIX",
@@ -40,6 +41,8 @@ PLATFORM_PREFIXES: tuple[str, ...] = (TELEGRAM_PREFIX, VOICE_PREFIX)
 #: The Telegram channel's durable outbox, kept in the tracker store's database
 #: by ``bot/telegram``; read and erased by :mod:`crm_ml.gdpr`.
 TELEGRAM_OUTBOX_TABLE = "telegram_outbox"
+#: Replies sent per customer message, kept a day (bot/telegram/_sent.py).
+TELEGRAM_SENT_TABLE = "telegram_sent"
 
 
 def channel_of(sender_id: str | None, input_channel: str | None = None) -> str:

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from crm_ml.audit import audit
 from crm_ml.authz import Forbidden
 from crm_ml.config import get_settings
-from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX
+from crm_ml.contract import TELEGRAM_OUTBOX_TABLE, TELEGRAM_PREFIX, TELEGRAM_SENT_TABLE
 from crm_ml.db import models as m
 from crm_ml.db.models_helpdesk import VisitorContact
 from crm_ml.errors import CRMUnavailable, NotFound
@@ -386,6 +386,11 @@ def _erase_conversations(url: str | None, senders: set[str],
                 counts["telegram_outbox"] = conn.execute(
                     text(f"DELETE FROM {TELEGRAM_OUTBOX_TABLE} WHERE chat_id IN :chats")
                     .bindparams(_expanding("chats")), {"chats": chats}).rowcount
+            if TELEGRAM_SENT_TABLE in tables:  # which replies went out, by message id
+                for chat in chats:
+                    conn.execute(text(f"DELETE FROM {TELEGRAM_SENT_TABLE} "
+                                      "WHERE message_id LIKE :prefix"),
+                                 {"prefix": f"{TELEGRAM_PREFIX}{chat}:%"})
         return counts
     finally:
         engine.dispose()

@@ -92,15 +92,13 @@ fi
 # warnings filtered (bot/quiet.py names each one and why). SQLAlchemy 1.4's
 # "2.0 is coming" notice and TensorFlow's C++ start-up log are switched off by
 # their own variables, read before any Python filter applies.
-# With replicas, Telegram long polling belongs to the first one only (Telegram allows one
-# poller per bot).
+# With replicas, every one gets the Telegram token; the one holding the lease in the
+# tracker store polls (bot/telegram/_leader.py, docs/DEPLOYMENT.md).
 n=0
 for port in ${RASA_PORTS//,/ }; do
   n=$((n + 1))
-  token="${TELEGRAM_TOKEN:-}"
-  [ "$n" -gt 1 ] && token=""
   name="rasa$( [ "$REPLICAS" -gt 1 ] && echo "$n")"
-  TELEGRAM_TOKEN="$token" SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
+  SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
   .venv-bot/bin/python -m bot run --model "$MODEL" --endpoints "$ENDPOINTS" \
     --credentials credentials.yml --interface "$HOST" --port "$port" \
     --cors "http://$HOST:$CONSOLE_PORT" \

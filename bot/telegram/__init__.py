@@ -16,6 +16,7 @@ the settings::
       # secret_token: "..."     # default: derived from the token
       # poll_timeout: 25
       # outbox_max_delay: 30  # longest wait between two tries while Telegram is down
+      # lease_seconds: 15     # replicas: how soon another takes over polling
 
 Modes:
 
@@ -37,6 +38,17 @@ durable outbox (a ``telegram_outbox`` table next to the conversations, see
 background task sends them, in order, once Telegram answers again. Bot replies
 and agents' messages alike: none is dropped for an outage.
 
+Several Rasa replicas (a shared SQL tracker store): all get the token; the one
+holding a lease in the tracker store's database (:mod:`bot.telegram._leader`,
+``lease_seconds``, 15 by default) polls and sends the outbox, the others answer
+what reaches them (webhook calls, agents' replies) and queue what they cannot
+send in the shared outbox. When the holder dies, another takes over once its
+lease has expired. An update is confirmed to Telegram only once it has been
+handled, and one sent before this process began fetching is first looked up in
+its conversation; the replies of each turn are recorded as sent (``_sent``), so a
+turn run again after a crash skips what went out before: a takeover or a restart
+loses nothing and repeats at most a reply in flight at the crash.
+
 Sender ids are ``tg:<chat id>``; the metadata carries the Telegram user id and
 username under ``telegram``. Logs carry neither text nor names, and chat ids
 only as a short hash.
@@ -44,10 +56,11 @@ only as a short hash.
 Layout (one private module per part, as python-telegram-bot does): ``_settings``
 (limits, fixed replies, :class:`TelegramConfig`), ``_utils`` (text splitting,
 sender ids, button data), ``_client`` (the Bot API client and retries),
-``_outbox`` (the durable outbox), ``_sender`` (the output channel),
-``_updater`` (fetching updates: polling and webhook) and ``_channel`` (the Rasa
-input channel: updates and button presses to user messages). Import from
-``bot.telegram``, not from the private modules.
+``_outbox`` (the durable outbox), ``_leader`` (which replica polls), ``_sent``
+(replies sent per message), ``_sender`` (the output channel), ``_updater``
+(fetching updates: polling and webhook) and ``_channel`` (the Rasa input channel:
+updates and button presses to user messages). Import from ``bot.telegram``, not
+from the private modules.
 """
 
 from bot.telegram._channel import TelegramInput

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,8 +14,10 @@ from telegram import Bot, Message, Update
 from telegram.error import TelegramError
 
 from bot.telegram._client import make_bot, with_retries
+from bot.telegram._leader import Lease
 from bot.telegram._outbox import TelegramOutbox, tracker_store_engine
 from bot.telegram._sender import TelegramOutput
+from bot.telegram._sent import OnceOutput, SentLedger
 from bot.telegram._settings import (
     CHANNEL,
     EXPIRED_BUTTON,
@@ -67,6 +70,11 @@ class TelegramInput(InputChannel):
         self.outbox = TelegramOutbox(self.config.token.split(":", 1)[0],
                                      max_delay=self.config.outbox_max_delay)
         self._flusher: asyncio.Task[None] | None = None
+        self.lease = Lease(self.config.token.split(":", 1)[0], ttl=self.config.lease_seconds)
+        self._leader: asyncio.Task[None] | None = None
+        self.sent = SentLedger(self.config.token.split(":", 1)[0])
+        self._next_prune = 0.0
+        self.leading = False
         self.updater = Updater(self.config, lambda: self.bot, self.handle_update,
                                self.outbox.wake)
         if self.config.mode == "off":
@@ -136,29 +144,95 @@ class TelegramInput(InputChannel):
     # -- lifecycle -----------------------------------------------------------
 
     def start(self, app: Any = None, on_new_message: OnNewMessage | None = None) -> None:
-        """Start talking to Telegram in the running event loop (does not block)."""
-        if self.config.mode == "off" or self.updater.running:
+        """Start talking to Telegram in the running event loop (does not block): at once
+        alone, else once this replica holds the lease (:mod:`bot.telegram._leader`)."""
+        if self.config.mode == "off" or self.updater.running or self._leader is not None:
             return
         self._app = app
         if on_new_message is not None:
             self._on_new_message = on_new_message
         try:  # the tracker store's database when it is SQL, else memory
-            self.outbox.bind(tracker_store_engine(app))
+            engine = tracker_store_engine(app)
+            self.outbox.bind(engine)
+            self.lease.bind(engine)
+            self.sent.bind(engine)
         except Exception:  # noqa: BLE001 - still answer, with an outbox in memory
             logger.exception("Telegram outbox table unavailable; keeping it in memory")
             self.outbox.bind(None)
-        self.updater.start()
-        loop = asyncio.get_running_loop()
-        self._flusher = loop.create_task(self.outbox.run(self.output().send_queued))
+        if self.lease.shared:
+            self._leader = asyncio.get_running_loop().create_task(self._lead())
+        else:
+            self._take_over()
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop polling, let messages in progress finish, confirm the last update."""
+    def _take_over(self) -> None:
+        """This replica polls (or sets the webhook) and sends what waits in the outbox."""
+        self.leading = True
+        if self.lease.shared:
+            logger.info("this replica now polls Telegram and sends its outbox")
+            try:
+                self.outbox.refresh()
+            except Exception:  # noqa: BLE001 - the flusher counts again when it can
+                logger.warning("Telegram outbox not readable yet", exc_info=True)
+        self.updater.start()
+        self._flusher = asyncio.get_running_loop().create_task(
+            self.outbox.run(self.output().send_queued))
+        self.outbox.wake()
+
+    async def _step_down(self) -> None:
+        """Stop polling and flushing (updates already fetched are still answered here)."""
+        self.leading = False
         await self.updater.stop_fetching()
+        await self._stop_flusher()
+        await self.updater.confirm()
+        logger.warning("this replica no longer holds the Telegram lease; polling stopped")
+
+    async def _stop_flusher(self) -> None:
         if self._flusher is not None:  # what waits stays in the table for the next start
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
+
+    async def _lead(self) -> None:
+        """Hold the lease while this replica runs; take over when its holder is gone."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                held = await loop.run_in_executor(None, self.lease.acquire)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is down
+                logger.warning("Telegram lease not renewed (%s)", type(exc).__name__)
+                held = self.lease.held()
+            if held and not self.leading:
+                self._take_over()
+            elif not held and self.leading:
+                await self._step_down()
+            if self.leading and time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + 3600
+                try:
+                    await loop.run_in_executor(None, self.sent.prune)
+                except Exception:  # noqa: BLE001 - pruned on a later round
+                    logger.debug("could not prune the sent replies", exc_info=True)
+            if not self.leading:
+                try:  # what the holder sent no longer waits here either
+                    await loop.run_in_executor(None, self.outbox.refresh)
+                except Exception:  # noqa: BLE001 - counted again on the next round
+                    logger.debug("Telegram outbox not readable", exc_info=True)
+            await asyncio.sleep(self.lease.ttl / 4)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop polling, let messages in progress finish, confirm the last update, and
+        give the lease up so that another replica takes over at once."""
+        if self._leader is not None:
+            self._leader.cancel()
+            await asyncio.gather(self._leader, return_exceptions=True)
+            self._leader = None
+        await self.updater.stop_fetching()
+        await self._stop_flusher()
         await self.updater.finish(grace)
+        if self.leading:
+            self.leading = False
+            await asyncio.get_running_loop().run_in_executor(None, self.lease.release)
         if self._bot is not None:
             try:
                 await self._bot.shutdown()
@@ -214,7 +288,7 @@ class TelegramInput(InputChannel):
             return
         await self._to_rasa(command_to_text(text[:MAX_TEXT_UNITS]), chat_id,
                             f"{sender_id_of(chat_id)}:{message.message_id}",
-                            self.metadata(update, message))
+                            self.metadata(update, message), sent_at=_unix(message))
 
     async def _handle_callback(self, update: Update) -> None:
         query = update.callback_query
@@ -237,10 +311,13 @@ class TelegramInput(InputChannel):
             return
         await self._to_rasa(payload, message.chat.id,
                             f"{sender_id_of(message.chat.id)}:cb:{query.id}",
-                            self.metadata(update, message, button=True))
+                            self.metadata(update, message, button=True),
+                            sent_at=_unix(message))
 
     async def _to_rasa(self, text: str, chat_id: int, message_id: str,
-                       metadata: dict[str, Any]) -> None:
+                       metadata: dict[str, Any], sent_at: float | None = None) -> None:
+        """Hand a message to Rasa; ``sent_at`` (Unix time): when the customer sent it (one
+        sent before this process began fetching may have been answered already)."""
         sender = sender_id_of(chat_id)
         output = self.output()
         if not limiter_for(CHANNEL).allow(sender):
@@ -248,19 +325,46 @@ class TelegramInput(InputChannel):
             if limiter_for(f"{CHANNEL}:notice", "1/30").allow(sender):
                 await output.send_text_message(sender, POLITE_MESSAGE)
             return
+        update_id = (metadata.get("telegram") or {}).get("update_id")
+        already: set = set()
+        if sent_at is not None and sent_at <= self.updater.started_at + 1:
+            # Sent before this process began fetching: another may have handled it.
+            if await self._answered(sender, message_id[:64]):
+                logger.info("Telegram update %d was answered before a restart or a "
+                            "takeover; not answered again", update_id)
+                return
+            try:
+                already = self.sent.sent(message_id)
+            except Exception:  # noqa: BLE001 - when in doubt, answer
+                logger.warning("could not read the sent replies", exc_info=True)
+        turn_output: Any = output
+        if self.sent.active:
+            turn_output = OnceOutput(output, self.sent, message_id[:64], already)
         await self._drain_outbox(sender, output)
         if self._on_new_message is None:
             logger.error("Telegram message before the channel was registered; dropped")
             return
         try:
             await self._on_new_message(UserMessage(
-                text, output, sender, input_channel=self.name(),
+                text, turn_output, sender, input_channel=self.name(),
                 message_id=message_id[:64], metadata=metadata))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - answer politely, keep the conversation
             logger.exception("Telegram message of chat %s failed", redact(chat_id))
             await output.send_text_message(sender, FAILED_REPLY)
+
+    async def _answered(self, sender: str, message_id: str) -> bool:
+        """Whether the conversation already holds this message (and so its answer)."""
+        if self._app is None or getattr(getattr(self._app, "ctx", None), "agent", None) is None:
+            return False
+        try:
+            from bot.channels import answered
+
+            return await answered(self._app, sender, message_id) is not None
+        except Exception:  # noqa: BLE001 - when in doubt, answer
+            logger.warning("could not look the Telegram message up", exc_info=True)
+            return False
 
     async def _drain_outbox(self, sender: str, output: TelegramOutput) -> None:
         """Send agent messages that could not be pushed earlier (kept in the outbox)."""
@@ -276,3 +380,9 @@ class TelegramInput(InputChannel):
         for item in queued:
             if item.get("text"):
                 await output.send_text_message(sender, item["text"])
+
+
+def _unix(message: Message | None) -> float | None:
+    """When ``message`` was sent (Unix time), if known."""
+    date = getattr(message, "date", None)
+    return date.timestamp() if date is not None else None

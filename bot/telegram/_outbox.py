@@ -179,6 +179,16 @@ class TelegramOutbox:
             self.notify()
         return new
 
+    def refresh(self) -> None:
+        """Count what waits afresh (another replica may have sent it): a replica that
+        does not flush the outbox itself queues a chat's messages only while some wait."""
+        engine, table = self._bound()
+        with engine.connect() as conn:
+            counts = conn.execute(
+                sa.select(table.c.chat_id, sa.func.count())
+                .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
+        self._waiting = {int(chat): int(n) for chat, n in counts}
+
     def _bound(self) -> tuple[sa.engine.Engine, sa.Table]:
         if self._engine is None or self._table is None:
             self.bind()

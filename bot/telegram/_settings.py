@@ -64,6 +64,9 @@ class TelegramConfig:
         max_concurrency: Updates handled at the same time (one at a time per chat).
         outbox_max_delay: Longest wait (s) between two tries of the outbox while
             Telegram cannot be reached.
+        lease_seconds: With replicas sharing an SQL tracker store, how long one
+            replica's hold on polling and the outbox lasts without renewal (a dead
+            holder's successor takes over within about this long).
     """
 
     token: str = ""
@@ -75,6 +78,7 @@ class TelegramConfig:
     max_retry_after: float = 60.0
     max_concurrency: int = 16
     outbox_max_delay: float = 30.0
+    lease_seconds: float = 15.0
 
     @property
     def mode(self) -> str:
@@ -124,4 +128,5 @@ class TelegramConfig:
             max_concurrency=max(1, int(given.get("max_concurrency", cls.max_concurrency))),
             outbox_max_delay=max(0.1, float(given.get("outbox_max_delay",
                                                       cls.outbox_max_delay))),
+            lease_seconds=max(1.0, float(given.get("lease_seconds", cls.lease_seconds))),
         )

@@ -9,6 +9,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +33,9 @@ class RecentIds:
     def __init__(self, capacity: int = 2048) -> None:
         self.capacity = capacity
         self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, update_id: object) -> bool:
+        return update_id in self._ids
 
     def first_time(self, update_id: int) -> bool:
         """Remember ``update_id``; False if it was seen before."""
@@ -72,6 +76,11 @@ class Updater:
         self._offset: int | None = None
         self._confirmed: int | None = None
         self._stopping = False
+        #: When this process began fetching (Unix time): an update sent before it may
+        #: have been answered by a process that stopped without confirming it (killed,
+        #: or another replica that held the poll).
+        self.started_at = 0.0
+        self._in_flight: dict[int, asyncio.Task[None]] = {}  # update id -> its handling
 
     @property
     def bot(self) -> Bot:
@@ -88,6 +97,8 @@ class Updater:
     def start(self) -> None:
         """Connect, then poll or set the webhook, in the running event loop (does not block)."""
         self._stopping = False
+        self._offset = self._confirmed = None
+        self.started_at = time.time()
         self._slots = asyncio.Semaphore(self.config.max_concurrency)
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
@@ -105,6 +116,10 @@ class Updater:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
+        await self.confirm()
+
+    async def confirm(self) -> None:
+        """Tell Telegram that the updates fetched so far are taken (polling only)."""
         if self.config.mode == "polling" and self._offset is not None \
                 and self._offset != self._confirmed:
             try:  # otherwise Telegram sends the last batch again after a restart
@@ -168,11 +183,14 @@ class Updater:
         while not self._stopping:
             while len(self._tasks) >= 8 * self.config.max_concurrency:  # back-pressure
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            # Confirm only what was handled: an update still in progress is fetched
+            # again (and skipped) rather than lost if this process dies now.
+            offset = min(self._in_flight) if self._in_flight else self._offset
             try:
                 updates = await self.bot.get_updates(
-                    offset=self._offset, timeout=self.config.poll_timeout,
+                    offset=offset, timeout=self.config.poll_timeout,
                     allowed_updates=ALLOWED_UPDATES)
-                self._confirmed = self._offset
+                self._confirmed = offset
                 if delay > 1.0:  # Telegram is back: send what waits now
                     self._reachable()
                 delay = 1.0
@@ -191,9 +209,18 @@ class Updater:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            for update in updates:
+            fresh = [u for u in updates
+                     if u.update_id not in self._in_flight and u.update_id not in self.recent]
+            for update in fresh:
                 self._offset = max(self._offset or 0, update.update_id + 1)
-                self.dispatch(update)
+                task = self._dispatch(update)
+                if task is not None:
+                    self._in_flight[update.update_id] = task
+                    task.add_done_callback(
+                        lambda _t, uid=update.update_id: self._in_flight.pop(uid, None))
+            if updates and not fresh and self._in_flight:  # only what is in progress
+                await asyncio.wait(set(self._in_flight.values()), timeout=1.0,
+                                   return_when=asyncio.FIRST_COMPLETED)
 
     async def receive_webhook(self, headers: Any, body: bytes) -> int:
         """Check and queue one webhook update.
@@ -238,9 +265,13 @@ class Updater:
         Returns:
             False when the update was seen before (and is ignored).
         """
+        return self._dispatch(update) is not None
+
+    def _dispatch(self, update: Update) -> "asyncio.Task[None] | None":
+        """:meth:`dispatch`, returning the task that handles the update (None if seen)."""
         if not self.recent.first_time(update.update_id):
             logger.info("Telegram update %d delivered again; ignored", update.update_id)
-            return False
+            return None
         chat = update.effective_chat
         key = chat.id if chat is not None else 0
         previous = self._chat_tails.get(key)
@@ -262,4 +293,4 @@ class Updater:
                 del self._chat_tails[key]
 
         task.add_done_callback(done)
-        return True
+        return task

@@ -86,6 +86,8 @@ class FakeTelegram:
         self._port = 0
         self._outage: tuple[int, bool, frozenset[str]] | None = None
         self._connections: set[Any] = set()
+        self._poll_gen = 0  # a new getUpdates ends the one waiting (409), as Telegram does
+        self.conflicts = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -321,7 +323,11 @@ class FakeTelegram:
         if method == "getMe":
             return 200, BOT_USER
         if method == "getUpdates":
-            return 200, self._get_updates(params)
+            updates = self._get_updates(params)
+            if updates is None:
+                return 409, ("Conflict: terminated by other getUpdates request; make sure "
+                             "that only one bot instance is running")
+            return 200, updates
         if method in {"setWebhook", "deleteWebhook"}:
             if method == "setWebhook" and not str(params.get("url", "")).startswith("https://"):
                 return 400, "Bad Request: bad webhook: HTTPS url must be provided for webhook"
@@ -382,18 +388,25 @@ class FakeTelegram:
             self._messages[message["message_id"]] = message
         return message
 
-    def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The updates not yet confirmed, or None when a later call ended this one."""
         offset = params.get("offset")
         timeout = min(float(params.get("timeout") or 0), 50.0)
         limit = int(params.get("limit") or 100)
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._poll_gen += 1
+            generation = self._poll_gen
+            self._cond.notify_all()
             if offset is not None:  # confirm what was handed out below the offset
                 self._queue = [(seq, u) for seq, u in self._queue
                                if not (u["update_id"] < offset and seq in self._delivered)]
             while True:
                 if self._server is None:  # going down: hand out nothing
                     return []
+                if generation != self._poll_gen:  # another poller came
+                    self.conflicts += 1
+                    return None
                 ready = self._queue[:limit]
                 if ready:
                     self._delivered |= {seq for seq, _ in ready}
