@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from crm_ml.audit import audit, utcnow
 from crm_ml.db import models as m
+from crm_ml.db.models_console import ThreadClaim
 from crm_ml.db.models_helpdesk import ConversationRating, VisitorContact
 from crm_ml.errors import CRMError, NotFound
 from crm_ml.tickets import (
@@ -184,7 +185,7 @@ def _join_thread(session: Session, esc: m.Escalation, reason: str,
     if live:
         expectation = Availability(True, "open", None).expectation()
     elif esc.channel == "voice":
-        expectation = Availability(False, "callback", None).expectation()
+        expectation = callback_promise(session=session, esc=esc)
     else:
         expectation = thread_expectation(session=session, sender_id=esc.sender_id, now=now)
     return EscalationOutcome(esc.id, live, ticket.id if ticket else None, expectation,
@@ -414,12 +415,26 @@ def rating_of(text: str) -> int | None:
     return _RATING_WORDS.get((text or "").strip().strip(".!").lower())
 
 
+def callback_promise(*, session: Session, esc: m.Escalation) -> str:
+    """What a caller waiting for a callback hears: who will call, once an agent has
+    claimed the thread (its escalation or its ticket), else that a colleague will."""
+    ticket = thread_ticket(session=session, sender_id=esc.sender_id)
+    threads = [("escalation", esc.id)] + ([("ticket", ticket.id)] if ticket else [])
+    for kind, thread_id in threads:
+        name = session.scalar(
+            select(m.Agent.name).join(ThreadClaim, ThreadClaim.agent_id == m.Agent.id)
+            .where(ThreadClaim.kind == kind, ThreadClaim.thread_id == thread_id))
+        if name:
+            return f"{name} from our support team will call you back shortly."
+    return Availability(False, "callback", None).expectation()
+
+
 def thread_expectation(*, session: Session, sender_id: str,
                        now: dt.datetime | None = None) -> str:
     """When the customer with an open ticket can expect an answer, in words."""
     esc = open_thread(session=session, sender_id=sender_id)
     if esc is not None and esc.channel == "voice":
-        return Availability(False, "callback", None).expectation()
+        return callback_promise(session=session, esc=esc)
     avail = availability(session=session, now=now)
     if avail.available:
         return "A colleague will reply to your ticket shortly."

@@ -136,6 +136,24 @@ def test_a_voice_thread_promises_a_callback(crm: str) -> None:
     first = _escalate("voice:c", 1, "asked for a human", MONDAY_NOON_UTC, channel="voice")
     second = _escalate("voice:c", 2, "asked for a human", MONDAY_NOON_UTC, channel="voice")
     assert first.ticket_id == second.ticket_id and "call you back" in second.expectation
+    assert second.expectation.startswith("A colleague")
+
+
+def test_a_claimed_voice_callback_says_who_will_call(crm: str) -> None:
+    from crm_ml import inbox
+
+    first = _escalate("voice:n", 1, "asked for a human", FRIDAY_EVENING_UTC, channel="voice")
+    assert first.ticket_id is not None
+    with session_scope() as s:
+        inbox.claim(session=s, kind="ticket", thread_id=first.ticket_id, agent_id=2)
+        name = s.get(m.Agent, 2).name
+    again = _escalate("voice:n", 2, "asked for a human", FRIDAY_EVENING_UTC, channel="voice")
+    assert again.existing
+    assert again.expectation == f"{name} from our support team will call you back shortly."
+    with session_scope() as s:
+        said = handoff.thread_expectation(session=s, sender_id="voice:n",
+                                          now=FRIDAY_EVENING_UTC)
+    assert said == again.expectation
 
 
 def test_the_rating_is_stored_against_the_resolved_thread(crm: str) -> None:
