@@ -47,13 +47,27 @@ def _headline(name: str, metrics: dict) -> str:
         return (f"MAPE {f(metrics.get('mape'), True)} (seasonal naive "
                 f"{f(metrics.get('seasonal_naive_mape'), True)}), MASE {f(metrics.get('mase'))}, "
                 f"coverage {f(metrics.get('interval_coverage'))}")
+    if name == "clv":
+        return (f"6-month spend: Spearman {f(metrics.get('spearman'))} (baseline "
+                f"{f(metrics.get('baseline_spearman'))}), MAE {f(metrics.get('mae'))} "
+                f"(baseline {f(metrics.get('baseline_mae'))})")
+    if name == "anomalies":
+        return (f"injected: precision@k {f(metrics.get('precision_at_k'))} (robust z "
+                f"{f(metrics.get('baseline_precision_at_k'))})")
+    if name == "topics":
+        return (f"{metrics.get('method', '?')} k={metrics.get('k')}, NMI with the tweets' "
+                f"reasons {f(metrics.get('nmi_tweets'))} (random "
+                f"{f(metrics.get('baseline_nmi_tweets'))})")
+    if name == "nba":
+        return (f"doubly robust gain {f(metrics.get('dr_gain'))} [{f(metrics.get('ci_low'))}, "
+                f"{f(metrics.get('ci_high'))}] over the logged policy")
     return ""
 
 
 @app.command()
 def train(what: str = typer.Argument(
         "all", help="all | segments | recommendations | forecast | leads | churn | sentiment "
-                    "(or a comma-separated list)")) -> None:
+                    "| anomalies | nba | clv | topics (or a comma-separated list)")) -> None:
     """Train models on the CRM's data, store them and write their scores to the CRM."""
     from rich.console import Console
     from rich.table import Table
