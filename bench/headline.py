@@ -45,12 +45,16 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
                                                 "p50_ms_without_encoder"),
         "two_process_throughput_c32": get(scale, "two_processes", "throughput_msgs_per_s"),
         "one_process_throughput_c32": get(scale, "one_process", "throughput_msgs_per_s"),
+        "two_process_sticky_throughput_c32": get(scale, "two_processes_sticky",
+                                                 "throughput_msgs_per_s"),
     }
     h["throughput_ratio_c32"] = ratio(h["throughput_c32"], h["stock_throughput_c32"])
     h["two_process_ratio"] = ratio(h["two_process_throughput_c32"],
                                    h["one_process_throughput_c32"])
     h["two_process_ratio_vs_direct"] = ratio(
         h["two_process_throughput_c32"], get(scale, "one_process_direct", "throughput_msgs_per_s"))
+    h["sticky_ratio"] = ratio(h["two_process_sticky_throughput_c32"],
+                              h["two_process_throughput_c32"])
     h["cpu_ceilings"] = cpu_ceilings(results)
     baselines = {
         "throughput_c32": "stock_throughput_c32 (ratio: throughput_ratio_c32)",
@@ -68,6 +72,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "two_process_ratio": "one process behind the same HAProxy, PostgreSQL tracker "
                              "store and Redis lock store (two_process_ratio_vs_direct: one "
                              "process without HAProxy)",
+        "sticky_ratio": "two processes behind HAProxy hashing each sender to one process "
+                        "against the same two with leastconn (scripts/haproxy_config.py "
+                        "--sticky), same run, alternating rounds",
     }
     targets = {
         "throughput_ratio_c32 >= 4": (h["throughput_ratio_c32"], 4.0, "ge"),
@@ -118,7 +125,11 @@ def cpu_ceilings(results: dict[str, Any]) -> dict[str, Any]:
         ceil_two = min(2 * 1000 / ms(two, "rasa"), cores * 1000 / ms(two))
         out["scaling_c32"] = {"one_process_ceiling_msgs_per_s": round(ceil_one, 1),
                               "two_processes_ceiling_msgs_per_s": round(ceil_two, 1),
-                              "ratio_ceiling": round(ceil_two / ceil_one, 2)}
+                              "ratio_ceiling": round(ceil_two / ceil_one, 2),
+                              # the capacity model: turns one core serves, Rasa alone and
+                              # with everything a turn costs (actions, HAProxy, databases)
+                              "msgs_per_s_per_rasa_core": round(1000 / ms(two, "rasa"), 1),
+                              "msgs_per_s_per_core_all_processes": round(1000 / ms(two), 1)}
     return out
 
 

@@ -223,9 +223,12 @@ async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
             procs.wait(r)
         one = procs.haproxy("haproxy-one", rasas[:1])
         two = procs.haproxy("haproxy-two", rasas)
-        servers = {"one_process": one, "two_processes": two, "one_process_direct": rasas[0]}
+        sticky = procs.haproxy("haproxy-two-sticky", rasas, sticky=True)
+        servers = {"one_process": one, "two_processes": two, "two_processes_sticky": sticky,
+                   "one_process_direct": rasas[0]}
         watch = {"one_process": [one, rasas[0], actions[0]],
                  "two_processes": [two, *rasas, *actions],
+                 "two_processes_sticky": [sticky, *rasas, *actions],
                  "one_process_direct": [rasas[0], actions[0]]}
         say(f"load: 32 concurrent through HAProxy to one and to two processes "
             f"({plan.rounds} x {plan.duration:.0f} s each)")
@@ -245,9 +248,10 @@ async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,
         out["order_check_replies"] = order_check(two_phases)
         out["order_check_stored"] = stored_order(db, two_phases)
         out["requests_per_process"] = haproxy_sessions(two.stats_url)
+        out["requests_per_process_sticky"] = haproxy_sessions(sticky.stats_url)
         results["scaling"] = out
         results["peak_rss_mb"].update({r.name: round(r.peak_rss_mb() or 0, 1) for r in rasas})
-        for s in (one, two, *rasas, *actions):
+        for s in (one, two, sticky, *rasas, *actions):
             procs.stop(s)
     finally:
         pg.drop_db(db)

@@ -159,7 +159,8 @@ def table(r: dict[str, Any]) -> str:
     sc = r.get("scaling")
     if sc:
         rows = []
-        for name in ("one_process_direct", "one_process", "two_processes"):
+        for name in ("one_process_direct", "one_process", "two_processes",
+                     "two_processes_sticky"):
             s = sc.get(name, {})
             rasa_ms = sum(v for k, v in (s.get("cpu_ms_per_turn") or {}).items()
                           if k.startswith("rasa") and v)
@@ -182,6 +183,14 @@ def table(r: dict[str, Any]) -> str:
                    f"turns out of order {oc.get('turns_out_of_order')}, not as scripted "
                    f"{oc.get('turns_not_as_scripted')}, stored out of order "
                    f"{st.get('senders_stored_out_of_order_or_missing')}")
+        ceil = _get(r, "cpu_ceilings", "scaling_c32") or {}
+        out.append(f"sticky (sender hash) / leastconn: {_fmt(r.get('sticky_ratio'), 2)}x; "
+                   f"capacity: {_fmt(ceil.get('msgs_per_s_per_rasa_core'))} msgs/s per Rasa "
+                   f"core, {_fmt(ceil.get('msgs_per_s_per_core_all_processes'))} per core for "
+                   f"everything a turn costs; CPU-time ceiling of this machine's "
+                   f"{_fmt(_get(r, 'cpu_ceilings', 'cores'))} cores: one process "
+                   f"{_fmt(ceil.get('one_process_ceiling_msgs_per_s'))}, two "
+                   f"{_fmt(ceil.get('two_processes_ceiling_msgs_per_s'))} msgs/s")
 
     rows = []
     ld = r.get("crm_load")

@@ -233,7 +233,7 @@ class Processes:
             time.sleep(0.5)
         raise TimeoutError(f"{server.name}: model not loaded")
 
-    def haproxy(self, name: str, backends: list[Server]) -> Server:
+    def haproxy(self, name: str, backends: list[Server], sticky: bool = False) -> Server:
         """Start HAProxy (Debian's, ``make haproxy``) in front of the Rasa ``backends``,
         configured as ``make run`` configures it (scripts/haproxy_config.py); its
         statistics page is at ``server.stats_url``."""
@@ -246,7 +246,7 @@ class Processes:
         config = self.workdir / f"{name}.cfg"
         config.write_text(render([int(b.url.rsplit(":", 1)[1]) for b in backends], [],
                                  rasa_bind=f"127.0.0.1:{port}",
-                                 stats_bind=f"127.0.0.1:{stats}"))
+                                 stats_bind=f"127.0.0.1:{stats}", sticky=sticky))
         server = self._start(name, [binary, "-db", "-f", str(config)], port)
         server.stats_url = f"http://127.0.0.1:{stats}/"
         wait_http(f"{server.url}/", server.proc, server.log, timeout=60)

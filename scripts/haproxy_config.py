@@ -4,10 +4,12 @@
         [--rasa-bind 127.0.0.1:5005] [--actions-bind 127.0.0.1:5055] > var/haproxy.cfg
 
 Every replica is equal (the tracker store and the lock store are shared), so the
-balancing is plain ``leastconn`` with no stickiness. Health checks take a replica out
-after two failed checks a second apart and back after two good ones; a request that
-could not reach a replica, or got no answer from one that died, is retried once on
-another (``retry-on``; the REST channel's ``message_id`` makes a retried message safe).
+balancing is plain ``leastconn`` with no stickiness (``--sticky`` hashes each
+conversation's sender to one replica instead; `make bench` compares the two). Health
+checks take a replica out after two failed checks a second apart and back after two
+good ones; a request that could not reach a replica, or got no answer from one that
+died, is retried once on another (``retry-on``; the REST channel's ``message_id``
+makes a retried message safe).
 deploy/haproxy.cfg is this script's output for two of each (a test keeps it so).
 """
 
@@ -28,7 +30,7 @@ def _ports(text: str) -> list[int]:
 
 def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5005",
            actions_bind: str = "127.0.0.1:5055", host: str = "127.0.0.1",
-           stats_bind: str | None = None) -> str:
+           stats_bind: str | None = None, sticky: bool = False) -> str:
     """The configuration text.
 
     Args:
@@ -38,6 +40,9 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
         actions_bind: Where the Rasa replicas reach the action servers.
         host: The replicas' address.
         stats_bind: Address of HAProxy's statistics page, or None.
+        sticky: Send each conversation to the same replica while it is up (a hash of
+            the JSON body's ``sender``, consistent), instead of the least busy one.
+            Not needed for correctness; `make bench` measures what it changes.
     """
     lines = [
         "# Rasa replicas and action servers behind HAProxy (scripts/haproxy_config.py).",
@@ -62,7 +67,10 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
         "    default_backend rasa_replicas",
         "",
         "backend rasa_replicas",
-        "    balance leastconn",
+        *(["    # one conversation, one replica (while it is up): the sender in the body",
+           "    option http-buffer-request",
+           "    balance hash req.body,json_query('$.sender')",
+           "    hash-type consistent"] if sticky else ["    balance leastconn"]),
         "    option httpchk GET /",
         "    http-check expect status 200",
     ]
@@ -99,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actions-bind", default="127.0.0.1:5055")
     parser.add_argument("--host", default="127.0.0.1", help="the replicas' address")
     parser.add_argument("--stats-bind", default=None, help="statistics page, e.g. :8404")
+    parser.add_argument("--sticky", action="store_true",
+                        help="each conversation to one replica (by the body's sender)")
     args = parser.parse_args(argv)
     sys.stdout.write(render(args.rasa, args.actions, rasa_bind=args.rasa_bind,
                             actions_bind=args.actions_bind, host=args.host,
-                            stats_bind=args.stats_bind))
+                            stats_bind=args.stats_bind, sticky=args.sticky))
     return 0
 
 
