@@ -27,15 +27,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from crm_ml.config import PROJECT_ROOT
-from tests.conftest import PG_ADMIN_URL, _pg_available
-from tests.e2e.test_replicas import _haproxy
+from tests.conftest import PG_ADMIN_URL
+from tests.e2e.test_replicas import _haproxy, _missing
 from tests.e2e.test_telegram import credentials_with_telegram
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.servers import (
     API_TOKEN,
     RASA_MODEL,
-    answers,
     crm_snapshot,
     free_port,
     launch,
@@ -50,18 +48,9 @@ CHATS = 24
 LEASE_S = 4.0
 
 
-def _missing() -> str | None:
-    if not _haproxy():
-        return "HAProxy is not installed (make haproxy)"
-    if not answers(6379):
-        return "Redis does not answer on 127.0.0.1:6379"
-    if not (PROJECT_ROOT / "var" / "crm.db").is_file():
-        return "var/crm.db not loaded (make load)"
-    return _pg_available()
-
-
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900),
-              pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
+              pytest.mark.skipif(_missing(rabbitmq=False) is not None,
+                                 reason=str(_missing(rabbitmq=False)))]
 
 
 @dataclass
