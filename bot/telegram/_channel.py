@@ -67,12 +67,12 @@ class TelegramInput(InputChannel):
         self._push: TelegramOutput | None = None
         self._on_new_message: OnNewMessage | None = None
         self._app: Any = None
-        self.outbox = TelegramOutbox(self.config.token.split(":", 1)[0],
-                                     max_delay=self.config.outbox_max_delay)
+        bot_id = self.config.token.split(":", 1)[0]  # the token's numeric part
+        self.outbox = TelegramOutbox(bot_id, max_delay=self.config.outbox_max_delay)
         self._flusher: asyncio.Task[None] | None = None
-        self.lease = Lease(self.config.token.split(":", 1)[0], ttl=self.config.lease_seconds)
+        self.lease = Lease(bot_id, ttl=self.config.lease_seconds)
         self._leader: asyncio.Task[None] | None = None
-        self.sent = SentLedger(self.config.token.split(":", 1)[0])
+        self.sent = SentLedger(bot_id)
         self._next_prune = 0.0
         self.leading = False
         self.updater = Updater(self.config, lambda: self.bot, self.handle_update,

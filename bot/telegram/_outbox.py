@@ -149,12 +149,9 @@ class TelegramOutbox:
                                       connect_args={"check_same_thread": False})
         table = outbox_table()
         table.metadata.create_all(engine, checkfirst=True)
-        with engine.connect() as conn:
-            counts = conn.execute(
-                sa.select(table.c.chat_id, sa.func.count())
-                .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
+        counts = self._counts(engine, table)
         self._engine, self._table = engine, table
-        self._waiting = {int(chat): int(n) for chat, n in counts}
+        self._waiting = counts
         if self._waiting:
             logger.info("Telegram outbox: %d messages for %d chats wait from before",
                         sum(self._waiting.values()), len(self._waiting))
@@ -163,17 +160,12 @@ class TelegramOutbox:
     def scan(self) -> int:
         """Count the calls other processes put in the table (``crm-ml reminders`` queues a
         rep's due follow-ups there) and flush them soon; returns how many were new."""
-        engine, table = self._bound()
-        with engine.connect() as conn:
-            counts = conn.execute(
-                sa.select(table.c.chat_id, sa.func.count())
-                .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
         new = 0
-        for chat, n in counts:
-            known = self._waiting.get(int(chat), 0)
-            if int(n) > known:
-                new += int(n) - known
-                self._waiting[int(chat)] = int(n)
+        for chat, n in self._counts(*self._bound()).items():
+            known = self._waiting.get(chat, 0)
+            if n > known:
+                new += n - known
+                self._waiting[chat] = n
         if new:
             logger.info("Telegram outbox: %d new calls queued by another process", new)
             self.notify()
@@ -182,12 +174,15 @@ class TelegramOutbox:
     def refresh(self) -> None:
         """Count what waits afresh (another replica may have sent it): a replica that
         does not flush the outbox itself queues a chat's messages only while some wait."""
-        engine, table = self._bound()
+        self._waiting = self._counts(*self._bound())
+
+    def _counts(self, engine: sa.engine.Engine, table: sa.Table) -> dict[int, int]:
+        """This bot's waiting calls in the table, per chat."""
         with engine.connect() as conn:
-            counts = conn.execute(
+            rows = conn.execute(
                 sa.select(table.c.chat_id, sa.func.count())
                 .where(table.c.bot_id == self.bot_id).group_by(table.c.chat_id)).all()
-        self._waiting = {int(chat): int(n) for chat, n in counts}
+        return {int(chat): int(n) for chat, n in rows}
 
     def _bound(self) -> tuple[sa.engine.Engine, sa.Table]:
         if self._engine is None or self._table is None:
