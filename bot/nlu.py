@@ -46,6 +46,7 @@ from crm_ml import registry
 
 __all__ = [
     "ENCODING_KEY",
+    "VIEWS_KEY",
     "LinearIntentClassifier",
     "NEUTRAL",
     "OutOfScopeToFallback",
@@ -62,6 +63,9 @@ NEUTRAL = ("neutral", 0.0)
 #: Where :class:`SentenceEncoderFeaturizer` leaves a message's unit-length sentence
 #: vector for the components after it (not part of the parse output).
 ENCODING_KEY = "sentence_encoding"
+#: Every pooled view of the same pass (``crm_ml.encoder.VIEWS`` order, shape
+#: ``(views, dim)``): the sentiment model reads the 4th layer's mean.
+VIEWS_KEY = "sentence_encoding_views"
 
 
 @DefaultV1Recipe.register(
@@ -82,7 +86,7 @@ class SentenceEncoderFeaturizer(GraphComponent):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"folder": None, "runtime": "auto", "max_length": 64, "scale": 1.0,
-                "layers": None, "alias": "sentence_encoder"}
+                "layers": None, "alias": "sentence_encoder", "views": ["final"]}
 
     def __init__(self, config: Dict[Text, Any]) -> None:
         self._config = config
@@ -123,12 +127,17 @@ class SentenceEncoderFeaturizer(GraphComponent):
         todo = [m for m in messages if m.get(TEXT) is not None]
         if not todo:
             return
-        vectors = self.encoder().encode([m.get(TEXT) or "" for m in todo])
+        from crm_ml.encoder import VIEWS
+
+        views = self.encoder().encode_views([m.get(TEXT) or "" for m in todo])
+        final = VIEWS.index("final")
+        rows = [VIEWS.index(v) for v in self._config.get("views") or ["final"]]
         scale = np.float32(self._config["scale"])
-        for message, vector in zip(todo, vectors, strict=True):
-            message.set(ENCODING_KEY, vector)
-            message.add_features(Features(vector[None, :] * scale, FEATURE_TYPE_SENTENCE,
-                                          TEXT, self._config["alias"]))
+        for message, both in zip(todo, views, strict=True):
+            message.set(ENCODING_KEY, both[final])
+            message.set(VIEWS_KEY, both)
+            message.add_features(Features(both[rows].reshape(1, -1) * scale,
+                                          FEATURE_TYPE_SENTENCE, TEXT, self._config["alias"]))
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         self._featurize(training_data.training_examples)
@@ -209,10 +218,13 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Add the sentiment entity to every message."""
+        from crm_ml.encoder import VIEWS
+
         texts = [m.get(TEXT) or "" for m in messages]
         if self._model is not None and texts:
-            encodings = [m.get(ENCODING_KEY) for m in messages]
-            given = None if any(e is None for e in encodings) else np.vstack(encodings)
+            row = VIEWS.index(getattr(self._model, "view", "final"))
+            views = [m.get(VIEWS_KEY) for m in messages]
+            given = None if any(v is None for v in views) else np.vstack([v[row] for v in views])
             predictions = self._model.predict(texts, encodings=given)
         else:
             predictions = [NEUTRAL] * len(texts)

@@ -22,12 +22,15 @@ class SentenceVectors(TransformerMixin, BaseEstimator):
         scale: Multiplier that balances the block against the TF-IDF blocks.
         runtime: :class:`crm_ml.encoder.SentenceEncoder` runtime (``auto``: int8 ONNX).
         max_length: Most word pieces per text.
+        view: Pooled view (:data:`crm_ml.encoder.VIEWS`): ``final`` or ``layer4``.
     """
 
-    def __init__(self, scale: float = 1.0, runtime: str = "auto", max_length: int = 64) -> None:
+    def __init__(self, scale: float = 1.0, runtime: str = "auto", max_length: int = 64,
+                 view: str = "final") -> None:
         self.scale = scale
         self.runtime = runtime
         self.max_length = max_length
+        self.view = view
 
     def fit(self, texts: Sequence[str], y: Any = None) -> SentenceVectors:
         from crm_ml import encoder
@@ -37,15 +40,15 @@ class SentenceVectors(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        return encode_cached(list(texts), runtime=self.runtime,
-                             max_length=self.max_length) * self.scale
+        return encode_cached(list(texts), runtime=self.runtime, max_length=self.max_length,
+                             view=self.view) * self.scale
 
 
 _ENCODED: dict[tuple[str, int, str], np.ndarray] = {}
 
 
 def encode_parallel(model: Any, texts: list[str], workers: int | None = None) -> np.ndarray:
-    """``model.encode(texts)`` on every core: interleaved shares in threads (onnxruntime
+    """``model.encode_views(texts)`` on every core: interleaved shares in threads (onnxruntime
     runs outside the GIL, one intra-op thread each), the rows back in order. The vectors
     are the same as one thread's: the int8 runtime encodes each text alone."""
     import os
@@ -53,19 +56,20 @@ def encode_parallel(model: Any, texts: list[str], workers: int | None = None) ->
 
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(texts) < 64:
-        return model.encode(texts)
+        return model.encode_views(texts)
     shares = [texts[i::workers] for i in range(workers)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(model.encode, shares))
-    out = np.empty((len(texts), parts[0].shape[1]), dtype=parts[0].dtype)
+        parts = list(pool.map(model.encode_views, shares))
+    out = np.empty((len(texts), *parts[0].shape[1:]), dtype=parts[0].dtype)
     for i, part in enumerate(parts):
         out[i::workers] = part
     return out
 
 
-def encode_cached(texts: list[str], *, runtime: str = "auto", max_length: int = 64
-                  ) -> np.ndarray:
-    """Sentence vectors, kept for this process (training refits on the same texts)."""
+def encode_cached(texts: list[str], *, runtime: str = "auto", max_length: int = 64,
+                  view: str = "final") -> np.ndarray:
+    """Sentence vectors (one pooled ``view``), kept for this process (training refits on
+    the same texts; every view comes from the same pass)."""
     from crm_ml import encoder
 
     model = encoder.load_default(max_length=max_length, runtime=runtime)
@@ -76,4 +80,6 @@ def encode_cached(texts: list[str], *, runtime: str = "auto", max_length: int = 
             _ENCODED[(text, max_length, runtime)] = vector
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float64)
-    return np.vstack([_ENCODED[(t, max_length, runtime)] for t in texts]).astype(np.float64)
+    row = encoder.VIEWS.index(view)
+    return np.vstack([_ENCODED[(t, max_length, runtime)][row] for t in texts]
+                     ).astype(np.float64)

@@ -231,8 +231,11 @@ class SentimentModel:
         self.coef = np.ascontiguousarray(coef, dtype=np.float64)
         self.intercept = np.asarray(intercept, dtype=np.float64).ravel()
         self.meta = dict(meta or {})
-        #: ``{"dim", "scale", "runtime", "max_length"}`` of the encoder block, or None.
+        #: ``{"dim", "scale", "runtime", "max_length", "view"}`` of the encoder block, or None.
         self.dense = dict(dense) if dense else None
+        #: Which pooled view of the encoder the block reads (``crm_ml.encoder.VIEWS``;
+        #: artifacts from before the views read the last layer's).
+        self.view = str((self.dense or {}).get("view", "final"))
         n_sparse = sum(b.size for b in self.blocks)
         n_features = n_sparse + (int(self.dense["dim"]) if self.dense else 0)
         self._sparse_coef = self.coef[:, :n_sparse]
@@ -264,7 +267,7 @@ class SentimentModel:
         assert self.dense is not None
         return encoder.load_default(max_length=int(self.dense.get("max_length", 64)),
                                     runtime=str(self.dense.get("runtime", "auto"))
-                                    ).encode(list(texts))
+                                    ).encode(list(texts), view=self.view)
 
     def decision_function(self, texts: Iterable[str],
                           encodings: np.ndarray | None = None) -> np.ndarray:

@@ -37,7 +37,8 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
     from rasa.shared.nlu.constants import TEXT
     from rasa.shared.nlu.training_data.message import Message
 
-    from bot.nlu import ENCODING_KEY, SentenceEncoderFeaturizer, SentimentAnalyzer
+    from bot.nlu import ENCODING_KEY, VIEWS_KEY, SentenceEncoderFeaturizer, SentimentAnalyzer
+    from crm_ml.encoder import VIEWS
 
     featurizer = SentenceEncoderFeaturizer({**SentenceEncoderFeaturizer.get_default_config(),
                                             "scale": 3.0})
@@ -45,9 +46,9 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
     real = featurizer.encoder()
 
     class Counting:
-        def encode(self, texts: Any) -> np.ndarray:
+        def encode_views(self, texts: Any) -> np.ndarray:
             calls.append(len(texts))
-            return real.encode(texts)
+            return real.encode_views(texts)
 
     featurizer._encoder = Counting()
     message = Message({TEXT: "where is my parcel, it is two weeks late"})
@@ -56,10 +57,16 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
     assert len(dense) == 1 and dense[0].features.shape == (1, 384)
     vector = message.get(ENCODING_KEY)
     assert np.allclose(dense[0].features[0], vector * 3.0)
+    views = message.get(VIEWS_KEY)
+    assert views.shape == (len(VIEWS), 384)
+    assert np.array_equal(views[VIEWS.index("final")], vector)
+    assert not np.allclose(views[VIEWS.index("layer4")], vector)  # another layer's mean
 
     seen: List[Any] = []
 
     class Model:
+        view = "layer4"
+
         def predict(self, texts: Any, encodings: Any = None) -> Any:
             seen.append(encodings)
             return [("negative", 0.9)] * len(texts)
@@ -68,4 +75,4 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
                                  Model())
     analyzer.process([message])
     assert calls == [1]  # one encoder pass for both components
-    assert seen and np.array_equal(seen[0][0], vector)
+    assert seen and np.array_equal(seen[0][0], views[VIEWS.index("layer4")])

@@ -51,6 +51,28 @@ def test_runtime_matches_reference(folder: Path, runtime: str, min_cosine: float
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime, min_cosine", [("onnx", 0.99999), ("onnx-int8", 0.97)])
+def test_the_4th_layer_view_agrees_between_runtimes(folder: Path, runtime: str,
+                                                    min_cosine: float) -> None:
+    """The sentiment model's view (the 4th layer's mean) from the graphs equals the numpy
+    forward's, whose last layer matches the reference above: the same pass, stopped early."""
+    exact = SentenceEncoder(folder, runtime="numpy", cache_size=0)
+    ours = SentenceEncoder(folder, runtime=runtime, cache_size=0)
+    want = exact.encode(REFERENCE["texts"], view="layer4")
+    got = ours.encode(REFERENCE["texts"], view="layer4")
+    assert (got * want).sum(axis=1).min() >= min_cosine
+    # Another layer than the sentence vector, from the same forward pass.
+    final = ours.encode(REFERENCE["texts"])
+    assert (final * got).sum(axis=1).max() < 0.99
+    assert np.array_equal(ours.encode_views(REFERENCE["texts"])[:, 0], final)
+
+
+def test_a_truncated_model_gives_its_last_layer_as_the_4th_layer_view(folder: Path) -> None:
+    short = SentenceEncoder(folder, runtime="numpy", layers=3, cache_size=0)
+    views = short.encode_views(["where is my parcel"])
+    assert np.array_equal(views[0, 0], views[0, 1])
+
+
 def test_batches_equal_single_messages(folder: Path) -> None:
     """Padding inside a batch changes nothing (the attention mask works)."""
     model = SentenceEncoder(folder, runtime="onnx", cache_size=0)

@@ -174,7 +174,8 @@ def test_train_and_store_records_a_run_and_a_loadable_artifact(
         sqlite_url: str, tmp_path: Path, tweets: tuple[list[str], np.ndarray],
         monkeypatch: pytest.MonkeyPatch) -> None:
     texts, y = tweets
-    monkeypatch.setattr(sentiment, "read_data", lambda: (texts[:2500], y[:2500]))
+    monkeypatch.setattr(sentiment, "read_weighted",
+                        lambda: (texts[:2500], y[:2500], np.linspace(0.3, 1.0, 2500)))
     monkeypatch.setattr(sentiment, "GRID", sentiment.GRID[:1])
     out = sentiment.train_and_store(url=sqlite_url, models_dir=tmp_path)
     assert set(out) == {"accuracy", "macro_f1", "negative_recall", "negative_precision"}
@@ -213,9 +214,10 @@ def test_encoding_on_every_core_gives_the_same_rows_in_order() -> None:
     from crm_ml import sentence_vectors
 
     class Fake:
-        def encode(self, texts: list[str]) -> np.ndarray:
-            return np.array([[float(len(t)), float(sum(map(ord, t)))] for t in texts])
+        def encode_views(self, texts: list[str]) -> np.ndarray:
+            return np.array([[[float(len(t)), float(sum(map(ord, t)))], [1.0, float(len(t))]]
+                             for t in texts])
 
     texts = [f"message number {i} " * (i % 5 + 1) for i in range(203)]
     together = sentence_vectors.encode_parallel(Fake(), texts, workers=3)
-    assert np.array_equal(together, Fake().encode(texts))
+    assert np.array_equal(together, Fake().encode_views(texts))
