@@ -14,8 +14,9 @@ The class weighting and ``C`` are chosen on a stratified 15% validation part
 of the training data: among the candidates whose validation negative recall
 reaches :data:`NEGATIVE_RECALL_TARGET`, the best macro F1 (if none does, the
 best negative recall). The cutoff from which a message counts as negative is
-the one with the best validation accuracy among those keeping the validation
-negative recall at :data:`NEGATIVE_RECALL_FLOOR`. The chosen setting is then
+the one with the best validation accuracy on the tweets among those keeping the
+validation negative recall at :data:`NEGATIVE_RECALL_FLOOR` both in the tweets and
+in our own shop messages. The chosen setting is then
 refitted on all the training data.
 
 The encoder block reads the 4th layer's mean (``crm_ml.encoder.VIEWS``): on the
@@ -32,7 +33,6 @@ coefficients and intercepts, so the bot env loads it without scikit-learn.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from crm_ml.sentence_vectors import SentenceVectors, encode_cached
+from crm_ml.sentiment_data import (
+    CROSS_DOMAIN_CSV,
+    read_data,
+    read_in_domain,
+    read_labelled_csv,
+    read_weighted,
+)
 from crm_ml.sentiment_infer import (
     LABELS,
     MODEL_NAME,
@@ -66,6 +73,7 @@ from crm_ml.training import Progress
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CROSS_DOMAIN_CSV",
     "GRID",
     "SentenceVectors",
     "SentimentClassifier",
@@ -243,6 +251,7 @@ def evaluate(model: SentimentClassifier | SentimentModel, texts: Sequence[str],
 def select_setting(texts: Sequence[str], y: Sequence[str], *,
                    grid: Sequence[dict[str, Any]] | None = None, seed: int = SEED,
                    sample_weight: Sequence[float] | None = None,
+                   groups: Sequence[int] | None = None,
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose ``C`` and the class weights on a validation part of the training data.
 
@@ -255,6 +264,8 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
         grid: Candidate ``{"C", "class_weight"}`` settings (default :data:`GRID`).
         seed: Seed of the validation split.
         sample_weight: Weight of each training message (None: all 1).
+        groups: Source of each message (0: tweets, 1: our in-domain messages); the
+            negative cutoff must keep the recall floor in each (None: all 0).
 
     Returns:
         ``(best setting, [setting with its validation metrics, ...])``.
@@ -263,8 +274,10 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
     y_arr = np.asarray(y)
     grid = GRID if grid is None else grid
     weights = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight)
-    fit_x, val_x, fit_y, val_y, fit_w, _ = train_test_split(
-        texts, y_arr, weights, test_size=VALIDATION_SIZE, stratify=y_arr, random_state=seed)
+    group = np.zeros(len(texts), dtype=int) if groups is None else np.asarray(groups)
+    fit_x, val_x, fit_y, val_y, fit_w, _, _, val_g = train_test_split(
+        texts, y_arr, weights, group, test_size=VALIDATION_SIZE, stratify=y_arr,
+        random_state=seed)
     tried = []
     matrices: dict[Any, tuple[Any, Any]] = {}
     for setting in grid:
@@ -286,17 +299,19 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
     setting = {k: v for k, v in best.items() if k != "validation"}
     if setting.get("encoder_scale"):
         setting["negative_cutoff"] = choose_negative_cutoff(setting, matrices, fit_y, val_y,
-                                                            fit_w)
+                                                            fit_w, val_g)
     return setting, tried
 
 
 def choose_negative_cutoff(setting: dict[str, Any], matrices: dict[Any, tuple[Any, Any]],
                            fit_y: np.ndarray, val_y: np.ndarray,
-                           fit_w: np.ndarray | None = None) -> float:
-    """The cutoff with the best validation accuracy among those whose validation
-    negative recall stays at :data:`NEGATIVE_RECALL_FLOOR` (an upset customer left
-    with the bot costs more than a calm one offered a person); if none does, the
-    one with the best F2 of the negative class (recall weighed twice).
+                           fit_w: np.ndarray | None = None,
+                           val_groups: np.ndarray | None = None) -> float:
+    """The cutoff with the best validation accuracy on the tweets among those whose
+    validation negative recall stays at :data:`NEGATIVE_RECALL_FLOOR` in every group
+    (tweets, and our own shop messages: an upset customer left with the bot costs more
+    than a calm one offered a person); if none does, the one with the best F2 of the
+    negative class (recall weighed twice).
     """
     from crm_ml.sentiment_infer import decide
 
@@ -304,95 +319,23 @@ def choose_negative_cutoff(setting: dict[str, Any], matrices: dict[Any, tuple[An
     clf = _classifier(setting["C"], setting["class_weight"]).fit(A, fit_y, sample_weight=fit_w)
     proba = clf.predict_proba(B)
     classes = [str(c) for c in clf.classes_]
+    groups = np.zeros(len(val_y), dtype=int) if val_groups is None else np.asarray(val_groups)
     scores: dict[float, dict[str, float]] = {}
     for cutoff in NEGATIVE_CUTOFFS:
         pred = np.asarray(classes)[decide(proba, classes, cutoff)]
-        scores[cutoff] = {**metrics(val_y, pred),
-                          "f2": float(fbeta_score(val_y, pred, beta=2.0, labels=["negative"],
-                                                  average="macro", zero_division=0))}
+        scores[cutoff] = {
+            "tweets_accuracy": metrics(val_y[groups == 0], pred[groups == 0])["accuracy"],
+            "lowest_negative_recall": min(
+                metrics(val_y[groups == g], pred[groups == g])["negative_recall"]
+                for g in np.unique(groups)),
+            "f2": float(fbeta_score(val_y, pred, beta=2.0, labels=["negative"],
+                                    average="macro", zero_division=0))}
     logger.info("sentiment negative cutoffs (validation): %s", scores)
     keep = [c for c in NEGATIVE_CUTOFFS
-            if scores[c]["negative_recall"] >= NEGATIVE_RECALL_FLOOR]
+            if scores[c]["lowest_negative_recall"] >= NEGATIVE_RECALL_FLOOR]
     if keep:
-        return float(max(keep, key=lambda c: (scores[c]["accuracy"], -c)))
+        return float(max(keep, key=lambda c: (scores[c]["tweets_accuracy"], -c)))
     return float(max(scores, key=lambda c: (scores[c]["f2"], -abs(c - 0.5))))
-
-
-# In-domain examples: the assistant's own NLU training data (our writing, not a
-# third-party corpus). Tweets to airlines are mostly complaints (63% negative),
-# so a model trained on them alone reads plain shop questions ("how many
-# customers do we have") as negative. Requests and questions are added to the
-# *training* part as neutral, complaints as negative and thanks as positive; the
-# held-out tweets stay untouched, so the reported metrics remain comparable.
-NLU_DIR = Path(__file__).resolve().parent.parent / "data" / "nlu"
-IN_DOMAIN_LABELS = {"complaint": "negative", "thank": "positive"}
-IN_DOMAIN_SKIP = frozenset({"review", "contact_human_agent", "payment_issue", "deny",
-                            "out_of_scope", "nlu_fallback"})
-_ANNOTATION = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
-
-
-#: Short messages about a shop's products and service, labelled by us (our writing):
-#: complaints outside the airline vocabulary, calm requests, praise.
-IN_DOMAIN_CSV = Path(__file__).resolve().parent.parent / "data" / "sentiment" / "in_domain.csv"
-
-
-def read_labelled_csv(path: Path) -> tuple[list[str], list[str]]:
-    """``(texts, labels)`` of a ``text,label`` CSV file (labels negative/neutral/positive)."""
-    import csv
-
-    texts: list[str] = []
-    labels: list[str] = []
-    with Path(path).open(encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            label = (row.get("label") or "").strip()
-            if label not in LABELS:
-                raise ValueError(f"{path}: unknown label {label!r} for {row.get('text')!r}")
-            texts.append(row["text"])
-            labels.append(label)
-    return texts, labels
-
-
-def read_in_domain(folder: Path = NLU_DIR, csv_path: Path | None = IN_DOMAIN_CSV
-                   ) -> tuple[list[str], list[str]]:
-    """Labelled in-domain messages: Rasa NLU files (``- intent:`` blocks) and our CSV.
-
-    Returns:
-        ``(texts, labels)``; entity annotations are reduced to their text.
-    """
-    texts: list[str] = []
-    labels: list[str] = []
-    if csv_path is not None and Path(csv_path).is_file():
-        texts, labels = read_labelled_csv(csv_path)
-    for path in sorted(folder.glob("*.yml")):
-        intent = None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            stripped = line.strip()
-            if stripped.startswith("- intent:"):
-                intent = stripped.split(":", 1)[1].strip()
-            elif stripped.startswith(("- regex:", "- lookup:", "- synonym:")):
-                intent = None
-            elif intent and stripped.startswith("- ") and line.startswith("      "):
-                if intent in IN_DOMAIN_SKIP:
-                    continue
-                texts.append(_ANNOTATION.sub(r"\1", stripped[2:]).strip())
-                labels.append(IN_DOMAIN_LABELS.get(intent, "neutral"))
-    return texts, labels
-
-
-def read_data() -> tuple[list[str], np.ndarray]:
-    """Tweets and labels of Twitter US Airline Sentiment."""
-    texts, y, _ = read_weighted()
-    return texts, y
-
-
-def read_weighted() -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Tweets, labels and weights: the square of the annotators' agreement on the label."""
-    from crm_ml.datasets import read_tweets
-
-    df = read_tweets()
-    agreement = df["airline_sentiment_confidence"].fillna(1.0).clip(0.0, 1.0).to_numpy()
-    return (df["text"].astype(str).tolist(), df["airline_sentiment"].astype(str).to_numpy(),
-            agreement.astype(np.float64) ** 2)
 
 
 def fit_and_evaluate(texts: Sequence[str], y: Sequence[str], *, seed: int = SEED,
@@ -414,11 +357,14 @@ def fit_and_evaluate(texts: Sequence[str], y: Sequence[str], *, seed: int = SEED
     w_arr = np.ones(len(y_arr)) if weights is None else np.asarray(weights, dtype=np.float64)
     tr_x, te_x, tr_y, te_y, tr_w, _ = train_test_split(
         list(texts), y_arr, w_arr, test_size=TEST_SIZE, stratify=y_arr, random_state=seed)
+    groups = np.zeros(len(tr_x), dtype=int)
     if extra is not None:
         tr_x = list(tr_x) + list(extra[0])
         tr_y = np.concatenate([tr_y, np.asarray(extra[1])])
         tr_w = np.concatenate([tr_w, np.ones(len(extra[0]))])
-    setting, tried = select_setting(tr_x, tr_y, grid=grid, seed=seed, sample_weight=tr_w)
+        groups = np.concatenate([groups, np.ones(len(extra[0]), dtype=int)])
+    setting, tried = select_setting(tr_x, tr_y, grid=grid, seed=seed, sample_weight=tr_w,
+                                    groups=groups)
     model = SentimentClassifier(**setting).fit(tr_x, tr_y, sample_weight=tr_w)
     m = evaluate(model, te_x, te_y)
     logger.info("sentiment held-out (%s): %s", setting, {k: round(v, 4) for k, v in m.items()})
@@ -474,12 +420,6 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
                              params=params, extra_files=exported.to_files())
         run.say(f"sentiment: stored version {saved.version}")
     return m
-
-
-#: Short sentences about products and services (not airlines), written by us and
-#: never trained on: how the model holds outside the tweets' domain.
-CROSS_DOMAIN_CSV = (Path(__file__).resolve().parent.parent / "tests" / "data"
-                    / "sentiment_cross_domain.csv")
 
 
 def cross_domain(model: SentimentModel, path: Path = CROSS_DOMAIN_CSV) -> dict[str, float]:
