@@ -80,8 +80,8 @@ def parse_latency(model_path: str, texts: list[str]) -> dict[str, Any]:
         def __init__(self, table: dict[str, Any]) -> None:
             self.table = table
 
-        def encode(self, batch: list[str]) -> Any:
-            return np.vstack([self.table[t] for t in batch])
+        def encode_views(self, batch: list[str]) -> Any:
+            return np.stack([self.table[t] for t in batch])
 
     async def one(text: str) -> float:
         start = time.perf_counter()
@@ -94,7 +94,7 @@ def parse_latency(model_path: str, texts: list[str]) -> dict[str, Any]:
         SentenceEncoderFeaturizer.encoder = computed  # type: ignore[method-assign]
         for text in texts[:20]:
             asyncio.run(one(text))  # warm-up
-        table = dict(zip(texts, real["model"].encode(texts), strict=True))
+        table = dict(zip(texts, real["model"].encode_views(texts), strict=True))
         for text in texts:
             SentenceEncoderFeaturizer.encoder = computed  # type: ignore[method-assign]
             with_encoder.append(asyncio.run(one(text)))
