@@ -45,7 +45,6 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 from crm_ml import registry
 
 __all__ = [
-    "ENCODING_KEY",
     "VIEWS_KEY",
     "LinearIntentClassifier",
     "NEUTRAL",
@@ -60,11 +59,10 @@ logger = logging.getLogger(__name__)
 
 SENTIMENT_ENTITY = "sentiment"
 NEUTRAL = ("neutral", 0.0)
-#: Where :class:`SentenceEncoderFeaturizer` leaves a message's unit-length sentence
-#: vector for the components after it (not part of the parse output).
-ENCODING_KEY = "sentence_encoding"
-#: Every pooled view of the same pass (``crm_ml.encoder.VIEWS`` order, shape
-#: ``(views, dim)``): the sentiment model reads the 4th layer's mean.
+#: Where :class:`SentenceEncoderFeaturizer` leaves every pooled view of a message's
+#: one encoder pass for the components after it (``crm_ml.encoder.VIEWS`` order, shape
+#: ``(views, dim)``, unit-length rows; not part of the parse output): the sentiment
+#: model reads the 4th layer's mean.
 VIEWS_KEY = "sentence_encoding_views"
 
 
@@ -74,10 +72,11 @@ VIEWS_KEY = "sentence_encoding_views"
 class SentenceEncoderFeaturizer(GraphComponent):
     """Dense sentence features from the pretrained encoder (:mod:`crm_ml.encoder`).
 
-    Computed once per message: the vector becomes a dense sentence feature that
-    :class:`LinearIntentClassifier` reads beside the sparse n-grams (times
-    ``scale``, which balances it against the counts under one regularisation),
-    and stays on the message (``ENCODING_KEY``) for :class:`SentimentAnalyzer`.
+    Computed once per message: the configured ``views`` become one dense sentence
+    feature that :class:`LinearIntentClassifier` reads beside the sparse n-grams
+    (times ``scale``, which balances it against the counts under one
+    regularisation), and every view stays on the message (``VIEWS_KEY``) for
+    :class:`SentimentAnalyzer`.
     The weights are read from ``models/encoder`` (fetched and checked by
     ``make encoder``), never from a hub; a wrong or missing file stops the load
     with a message saying what to run.
@@ -130,11 +129,9 @@ class SentenceEncoderFeaturizer(GraphComponent):
         from crm_ml.encoder import VIEWS
 
         views = self.encoder().encode_views([m.get(TEXT) or "" for m in todo])
-        final = VIEWS.index("final")
         rows = [VIEWS.index(v) for v in self._config.get("views") or ["final"]]
         scale = np.float32(self._config["scale"])
         for message, both in zip(todo, views, strict=True):
-            message.set(ENCODING_KEY, both[final])
             message.set(VIEWS_KEY, both)
             message.add_features(Features(both[rows].reshape(1, -1) * scale,
                                           FEATURE_TYPE_SENTENCE, TEXT, self._config["alias"]))
@@ -222,7 +219,7 @@ class SentimentAnalyzer(GraphComponent, EntityExtractorMixin):
 
         texts = [m.get(TEXT) or "" for m in messages]
         if self._model is not None and texts:
-            row = VIEWS.index(getattr(self._model, "view", "final"))
+            row = VIEWS.index(self._model.view)
             views = [m.get(VIEWS_KEY) for m in messages]
             given = None if any(v is None for v in views) else np.vstack([v[row] for v in views])
             predictions = self._model.predict(texts, encodings=given)

@@ -37,7 +37,7 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
     from rasa.shared.nlu.constants import TEXT
     from rasa.shared.nlu.training_data.message import Message
 
-    from bot.nlu import ENCODING_KEY, VIEWS_KEY, SentenceEncoderFeaturizer, SentimentAnalyzer
+    from bot.nlu import VIEWS_KEY, SentenceEncoderFeaturizer, SentimentAnalyzer
     from crm_ml.encoder import VIEWS
 
     featurizer = SentenceEncoderFeaturizer({**SentenceEncoderFeaturizer.get_default_config(),
@@ -55,11 +55,11 @@ def test_each_message_is_encoded_once_for_intent_and_sentiment(folder: Path) -> 
     featurizer.process([message])
     dense = [f for f in message.features if f.is_dense()]
     assert len(dense) == 1 and dense[0].features.shape == (1, 384)
-    vector = message.get(ENCODING_KEY)
-    assert np.allclose(dense[0].features[0], vector * 3.0)
     views = message.get(VIEWS_KEY)
     assert views.shape == (len(VIEWS), 384)
-    assert np.array_equal(views[VIEWS.index("final")], vector)
+    vector = views[VIEWS.index("final")]
+    assert np.array_equal(vector, real.encode([message.get(TEXT)])[0])
+    assert np.allclose(dense[0].features[0], vector * 3.0)
     assert not np.allclose(views[VIEWS.index("layer4")], vector)  # another layer's mean
 
     seen: List[Any] = []
