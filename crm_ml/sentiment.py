@@ -279,6 +279,7 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
         texts, y_arr, weights, group, test_size=VALIDATION_SIZE, stratify=y_arr,
         random_state=seed)
     tried = []
+    fitted = []
     matrices: dict[Any, tuple[Any, Any]] = {}
     for setting in grid:
         key = (setting.get("encoder_scale"), setting.get("encoder_view", "final"))
@@ -290,6 +291,7 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
                                                                       sample_weight=fit_w)
         m = metrics(val_y, clf.predict(B))
         tried.append({**setting, "validation": m})
+        fitted.append((clf, B))
         logger.info("sentiment %s: %s", setting, {k: round(v, 4) for k, v in m.items()})
     ok = [t for t in tried if t["validation"]["negative_recall"] >= NEGATIVE_RECALL_TARGET]
     if ok:
@@ -298,27 +300,28 @@ def select_setting(texts: Sequence[str], y: Sequence[str], *,
         best = max(tried, key=lambda t: t["validation"]["negative_recall"])
     setting = {k: v for k, v in best.items() if k != "validation"}
     if setting.get("encoder_scale"):
-        setting["negative_cutoff"] = choose_negative_cutoff(setting, matrices, fit_y, val_y,
-                                                            fit_w, val_g)
+        clf, B = fitted[tried.index(best)]
+        setting["negative_cutoff"] = choose_negative_cutoff(
+            clf.predict_proba(B), [str(c) for c in clf.classes_], val_y, val_g)
     return setting, tried
 
 
-def choose_negative_cutoff(setting: dict[str, Any], matrices: dict[Any, tuple[Any, Any]],
-                           fit_y: np.ndarray, val_y: np.ndarray,
-                           fit_w: np.ndarray | None = None,
+def choose_negative_cutoff(proba: np.ndarray, classes: Sequence[str], val_y: np.ndarray,
                            val_groups: np.ndarray | None = None) -> float:
     """The cutoff with the best validation accuracy on the tweets among those whose
     validation negative recall stays at :data:`NEGATIVE_RECALL_FLOOR` in every group
     (tweets, and our own shop messages: an upset customer left with the bot costs more
     than a calm one offered a person); if none does, the one with the best F2 of the
     negative class (recall weighed twice).
+
+    Args:
+        proba: The chosen setting's validation probabilities (its fit in the grid).
+        classes: Their columns' labels.
+        val_y: The validation labels.
+        val_groups: Source of each validation message (None: all tweets).
     """
     from crm_ml.sentiment_infer import decide
 
-    A, B = matrices[(setting.get("encoder_scale"), setting.get("encoder_view", "final"))]
-    clf = _classifier(setting["C"], setting["class_weight"]).fit(A, fit_y, sample_weight=fit_w)
-    proba = clf.predict_proba(B)
-    classes = [str(c) for c in clf.classes_]
     groups = np.zeros(len(val_y), dtype=int) if val_groups is None else np.asarray(val_groups)
     scores: dict[float, dict[str, float]] = {}
     for cutoff in NEGATIVE_CUTOFFS:
