@@ -12,14 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import pg
 from bench.accuracy import nlu_scores
 from bench.loadgen import PhaseResult, order_check, run_phase, summarize
 from bench.machine import cpu_seconds, machine_jiffies, own_cpu_seconds, service_cpu
 from bench.plan import BOTS, HOLDOUT, PLAIN, Plan, say
-from bench.stack import ROOT, Processes, Server, endpoints_yaml
+from bench.stack import ROOT, Processes, Server, endpoints_yaml, haproxy_servers
 
 logger = logging.getLogger(__name__)
 
@@ -188,15 +186,10 @@ def stored_order(db: str, phases: list[PhaseResult]) -> dict[str, Any]:
 
 
 def haproxy_sessions(stats_url: str | None) -> dict[str, int]:
-    """Requests each Rasa replica took, from HAProxy's statistics (CSV)."""
-    import csv
-
+    """Requests each Rasa replica took, from HAProxy's statistics."""
     if not stats_url:
         return {}
-    text = httpx.get(f"{stats_url};csv", timeout=10).text.lstrip("# ")
-    return {row["svname"]: int(row["stot"] or 0) for row in csv.DictReader(text.splitlines())
-            if row["pxname"] == "rasa_replicas" and row["svname"] not in {"FRONTEND",
-                                                                         "BACKEND"}}
+    return {name: int(row["stot"] or 0) for name, row in haproxy_servers(stats_url).items()}
 
 
 async def scaling(plan: Plan, procs: Processes, model: Path, crm_url: str,

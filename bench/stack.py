@@ -54,6 +54,40 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300)
     raise TimeoutError(f"{url} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+def haproxy_servers(stats_url: str, backend: str = "rasa_replicas") -> dict[str, dict[str, str]]:
+    """Each server of ``backend`` with its row of HAProxy's statistics (CSV): ``status``
+    (UP, DOWN, "UP 1/2" while changing), ``check_status`` (L7OK when the last check
+    passed), ``stot`` (requests it took)."""
+    import csv
+
+    text = httpx.get(f"{stats_url};csv", timeout=10).text.lstrip("# ")
+    return {row["svname"]: row for row in csv.DictReader(text.splitlines())
+            if row["pxname"] == backend and row["svname"] not in {"FRONTEND", "BACKEND"}}
+
+
+def wait_backends_up(stats_url: str, proc: subprocess.Popen, log: Path,
+                     backend: str = "rasa_replicas", timeout: float = 60) -> None:
+    """Wait until HAProxy's health checks have every server of ``backend`` up. A server
+    counts as down from HAProxy's start until two checks a second apart pass after it
+    listens, and a request that finds no server up is answered 503: a test or a
+    benchmark that starts its clients as soon as the replicas listen would meet that."""
+    deadline = time.monotonic() + timeout
+    servers: dict[str, dict[str, str]] = {}
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"HAProxy exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            servers = haproxy_servers(stats_url, backend)
+        except httpx.HTTPError:
+            servers = {}
+        if servers and all(row["status"] == "UP" and row["check_status"] == "L7OK"
+                           for row in servers.values()):
+            return
+        time.sleep(0.25)
+    states = {name: (row["status"], row["check_status"]) for name, row in servers.items()}
+    raise TimeoutError(f"HAProxy's {backend} not all up after {timeout:.0f} s: {states}")
+
+
 def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
     """Terminate ``proc`` (a child started here), killing it if it hangs past ``timeout`` s."""
     if proc is None or proc.poll() is not None:
@@ -249,7 +283,7 @@ class Processes:
                                  stats_bind=f"127.0.0.1:{stats}", sticky=sticky))
         server = self._start(name, [binary, "-db", "-f", str(config)], port)
         server.stats_url = f"http://127.0.0.1:{stats}/"
-        wait_http(f"{server.url}/", server.proc, server.log, timeout=60)
+        wait_backends_up(server.stats_url, server.proc, server.log)
         return server
 
     def stop(self, server: Server) -> None:

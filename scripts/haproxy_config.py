@@ -6,10 +6,10 @@
 Every replica is equal (the tracker store and the lock store are shared), so the
 balancing is plain ``leastconn`` with no stickiness (``--sticky`` hashes each
 conversation's sender to one replica instead; `make bench` compares the two). Health
-checks take a replica out after two failed checks a second apart and back after two
-good ones; a request that could not reach a replica, or got no answer from one that
-died, is retried once on another (``retry-on``; the REST channel's ``message_id``
-makes a retried message safe).
+checks (a second apart, 3 s to answer) take a replica out after two failures and
+back after two good ones; a request that could not reach a replica, or got no answer
+from one that died, is retried once on another (``retry-on``; the REST channel's
+``message_id`` makes a retried message safe).
 deploy/haproxy.cfg is this script's output for two of each (a test keeps it so).
 """
 
@@ -55,6 +55,8 @@ def render(rasa: list[int], actions: list[int], *, rasa_bind: str = "127.0.0.1:5
         "    timeout client 90s",
         "    timeout server 90s",
         "    timeout http-request 10s",
+        "    # a replica busy with a burst answers its check late, not never",
+        "    timeout check 3s",
         "    # a replica that refuses the connection, or dies before answering: once more",
         "    # on another (the REST channel's message_id makes a repeated message safe)",
         "    retries 2",

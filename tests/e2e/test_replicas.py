@@ -48,6 +48,7 @@ from tests.support.servers import (
     rasa_command,
     start_actions,
     stop,
+    wait_backends_up,
     wait_http,
 )
 
@@ -143,9 +144,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                                            f"http://127.0.0.1:{actions_front}/webhook",
                                            key_prefix=name))
     config = workdir / "haproxy.cfg"
+    stats = f"127.0.0.1:{free_port()}"
     config.write_text(haproxy_config(rasa_ports, action_ports,
                                      rasa_bind=f"127.0.0.1:{front}",
-                                     actions_bind=f"127.0.0.1:{actions_front}"))
+                                     actions_bind=f"127.0.0.1:{actions_front}",
+                                     stats_bind=stats))
     c = Cluster(workdir, env, endpoints, f"http://127.0.0.1:{front}", rasa_ports,
                 tracker_db=name, queue=queue)
     try:
@@ -156,6 +159,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.rasa = [c.start_rasa(0), c.start_rasa(1)]
         for i, proc in enumerate(c.rasa):
             c.wait_rasa(i, proc)
+        wait_backends_up(f"http://{stats}/", c.others[-1], workdir / "haproxy.log")
         c.consumer = c.start_consumer()
         yield c
     finally:

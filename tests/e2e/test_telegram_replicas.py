@@ -40,6 +40,7 @@ from tests.support.servers import (
     rasa_command,
     start_actions,
     stop,
+    wait_backends_up,
     wait_http,
 )
 
@@ -123,8 +124,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, fake: FakeTelegram) -> Iterat
         "bot.telegram.TelegramInput:\n",
         f"bot.telegram.TelegramInput:\n  lease_seconds: {LEASE_S}\n", 1))
     config = workdir / "haproxy.cfg"
+    stats = f"127.0.0.1:{free_port()}"
     config.write_text(haproxy_config(ports, [actions_port], rasa_bind=f"127.0.0.1:{front}",
-                                     actions_bind=f"127.0.0.1:{free_port()}"))
+                                     actions_bind=f"127.0.0.1:{free_port()}",
+                                     stats_bind=stats))
     cmds = [rasa_command(RASA_MODEL, endpoints, credentials, port, auth_token=API_TOKEN)
             for port in ports]
     p = Pair(workdir, env, cmds, ports, f"http://127.0.0.1:{front}", tracker_url)
@@ -136,6 +139,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, fake: FakeTelegram) -> Iterat
         for i, proc in enumerate(p.rasa):
             wait_http(f"http://127.0.0.1:{ports[i]}/", proc, workdir / f"rasa{i}.log",
                       timeout=300)
+        # HAProxy answers 503 until its checks have seen the replicas up
+        wait_backends_up(f"http://{stats}/", p.others[-1], workdir / "haproxy.log")
         fake.wait_for("deleteWebhook", timeout=60)  # one of them polls
         yield p
     finally:

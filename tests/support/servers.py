@@ -25,12 +25,14 @@ from bench.stack import (
     rasa_command,
     start_actions,
     stop,
+    wait_backends_up,
     wait_http,
 )
 from crm_ml.identity import sign
 
 __all__ = ["API_TOKEN", "RASA_MODEL", "ROOT", "Stack", "answers", "assistant", "crm_snapshot",
-           "eventually", "free_port", "start_actions", "stop", "wait_http"]
+           "eventually", "free_port", "start_actions", "stop", "wait_backends_up",
+           "wait_http"]
 
 RASA_MODEL = ROOT / "models" / "rasa" / "crm.tar.gz"
 # The Rasa HTTP API (/conversations/...) answers only with ?token=API_TOKEN.
