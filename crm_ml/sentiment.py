@@ -96,6 +96,11 @@ SEED = 42
 NEGATIVE_RECALL_TARGET = 0.85
 #: The negative recall the cutoff must keep on the validation part.
 NEGATIVE_RECALL_FLOOR = 0.90
+#: Weight of each of our own shop complaints in training (tweets: their agreement,
+#: our other messages: 1). About 300 of them against 9,000 negative tweets, mostly
+#: about flights: counted twice, 5-fold out-of-fold negative recall on them went from
+#: 0.867 to 0.894 at the 0.3 cutoff with the tweets' accuracy unchanged (0.831 / 0.832).
+IN_DOMAIN_NEGATIVE_WEIGHT = 2.0
 
 #: Candidate settings tried on the validation split.
 #: The encoder block's scale (2.0) was chosen among 1, 2, 3, 4, 6, 8 with C in 1, 3, 10
@@ -349,8 +354,9 @@ def fit_and_evaluate(texts: Sequence[str], y: Sequence[str], *, seed: int = SEED
     """Split, select the setting, fit on the training part, evaluate on the held-out part.
 
     ``extra`` (texts, labels) joins the training part only (see :func:`read_in_domain`),
-    with weight 1; ``weights`` weigh the messages of ``texts`` in training (the held-out
-    metrics count every message once).
+    with weight 1 (its complaints :data:`IN_DOMAIN_NEGATIVE_WEIGHT`); ``weights`` weigh
+    the messages of ``texts`` in training (the held-out metrics count every message
+    once).
 
     Returns:
         ``(classifier, metrics, info)``; ``info`` holds the setting, the grid
@@ -364,7 +370,9 @@ def fit_and_evaluate(texts: Sequence[str], y: Sequence[str], *, seed: int = SEED
     if extra is not None:
         tr_x = list(tr_x) + list(extra[0])
         tr_y = np.concatenate([tr_y, np.asarray(extra[1])])
-        tr_w = np.concatenate([tr_w, np.ones(len(extra[0]))])
+        extra_y = np.asarray(extra[1])
+        tr_w = np.concatenate([tr_w, np.where(extra_y == "negative",
+                                              IN_DOMAIN_NEGATIVE_WEIGHT, 1.0)])
         groups = np.concatenate([groups, np.ones(len(extra[0]), dtype=int)])
     setting, tried = select_setting(tr_x, tr_y, grid=grid, seed=seed, sample_weight=tr_w,
                                     groups=groups)
@@ -414,7 +422,8 @@ def train_and_store(*, url: str | None = None, models_dir: Path | None = None,
                   "features": "tfidf word 1-2 + char_wb 2-5, sublinear tf, l2, min_df=2"
                               " + sentence encoder (all-MiniLM-L6-v2, 4th layer's mean)"
                               " x encoder_scale",
-                  "sample_weight": "airline_sentiment_confidence ** 2 (ours: 1)",
+                  "sample_weight": "airline_sentiment_confidence ** 2 (ours: 1, our complaints:"
+                                   f" {IN_DOMAIN_NEGATIVE_WEIGHT:g})",
                   "test_size": TEST_SIZE, "split_seed": SEED, "export_max_abs_diff": gap,
                   "n_features": int(exported.coef.shape[1]),
                   "cross_domain": cross_domain(exported),

@@ -69,6 +69,7 @@ LABELS = ("negative", "neutral", "positive")
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"@\w+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # as crm_ml.encoder.EMAIL
 _WHITE_SPACES = re.compile(r"\s\s+")
 
 
@@ -76,8 +77,8 @@ def preprocess(text: str) -> str:
     """Normalise a message before tokenising (used in training and inference alike).
 
     HTML entities are decoded (``&amp;`` -> ``&``), text is lowercased, links
-    become ``url`` and @-mentions become ``@user``: the model learns from what
-    people say, not from which account they address.
+    become ``url``, e-mail addresses ``email`` and @-mentions ``@user``: the model
+    learns from what people say, not from which account they address.
 
     Args:
         text: A raw message.
@@ -87,6 +88,7 @@ def preprocess(text: str) -> str:
     """
     text = html.unescape(text).lower()
     text = _URL.sub(" url ", text)
+    text = _EMAIL.sub(" email ", text)
     return _MENTION.sub(" @user ", text)
 
 

@@ -34,6 +34,14 @@ def test_tokenizer_gives_the_reference_ids(folder: Path) -> None:
         assert tokenizer.encode(text) == ids, text
 
 
+def test_an_email_address_reads_as_the_word_email(folder: Path) -> None:
+    tokenizer = encoder.WordPieceTokenizer.from_file(folder / "vocab.txt")
+    plain = tokenizer.encode("my address is email, thanks")
+    assert tokenizer.encode("my address is nobody.here@example.org, thanks") == plain
+    assert tokenizer.encode("my address is Jane_Doe+shop@mail.example.co.uk, thanks") == plain
+    assert tokenizer.encode("thanks @united") != tokenizer.encode("thanks email")
+
+
 @pytest.mark.parametrize("runtime, min_cosine, max_abs", [
     ("numpy", 0.99999, 2e-5),      # the exact forward in float32
     ("onnx", 0.99999, 2e-5),       # the same graph in onnxruntime

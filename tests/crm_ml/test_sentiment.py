@@ -80,6 +80,8 @@ def test_preprocess_known_answers() -> None:
     assert sentiment_infer.preprocess("@Delta LOVE it &amp; http://t.co/x") == \
         " @user  love it &  url "
     assert sentiment_infer.preprocess("") == ""
+    assert sentiment_infer.preprocess("it's Nobody.Here@example.org, @Delta") == \
+        "it's  email ,  @user "
 
 
 # --------------------------------------------------------------------------- export
@@ -168,6 +170,29 @@ def test_select_setting_prefers_macro_f1_among_those_reaching_the_recall_target(
     if ok:
         top = max(ok, key=lambda t: t["validation"]["macro_f1"])
         assert best == {"C": top["C"], "class_weight": top["class_weight"]}
+
+
+def test_our_complaints_weigh_more_in_training_only(
+        tweets: tuple[list[str], np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, y = tweets
+    seen = {}
+
+    def capture(tr_x, tr_y, *, grid, seed, sample_weight, groups):  # noqa: ANN001, ANN202
+        seen.update(x=list(tr_x), y=np.asarray(tr_y), w=np.asarray(sample_weight),
+                    g=np.asarray(groups))
+        return {"C": 3.0, "class_weight": None}, []
+
+    monkeypatch.setattr(sentiment, "select_setting", capture)
+    extra = (["the kettle leaks everywhere", "where is your warehouse", "lovely mugs, thanks"],
+             ["negative", "neutral", "positive"])
+    _, _, info = sentiment.fit_and_evaluate(texts[:600], y[:600], extra=extra,
+                                            weights=np.full(600, 0.5))
+    ours = seen["g"] == 1
+    assert seen["x"][-3:] == extra[0] and ours.sum() == 3
+    assert seen["w"][ours].tolist() == [sentiment.IN_DOMAIN_NEGATIVE_WEIGHT, 1.0, 1.0]
+    assert sentiment.IN_DOMAIN_NEGATIVE_WEIGHT > 1.0
+    assert set(seen["w"][~ours]) == {0.5}
+    assert not set(extra[0]) & set(info["test_texts"])
 
 
 def test_train_and_store_records_a_run_and_a_loadable_artifact(
