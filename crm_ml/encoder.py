@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_DIR",
     "DIM",
+    "EMAIL",
     "MID_LAYER",
     "VIEWS",
     "FILE_SHA256",

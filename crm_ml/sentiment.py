@@ -369,8 +369,8 @@ def fit_and_evaluate(texts: Sequence[str], y: Sequence[str], *, seed: int = SEED
     groups = np.zeros(len(tr_x), dtype=int)
     if extra is not None:
         tr_x = list(tr_x) + list(extra[0])
-        tr_y = np.concatenate([tr_y, np.asarray(extra[1])])
         extra_y = np.asarray(extra[1])
+        tr_y = np.concatenate([tr_y, extra_y])
         tr_w = np.concatenate([tr_w, np.where(extra_y == "negative",
                                               IN_DOMAIN_NEGATIVE_WEIGHT, 1.0)])
         groups = np.concatenate([groups, np.ones(len(extra[0]), dtype=int)])

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from crm_ml.encoder import EMAIL  # the same addresses the encoder reads as "email"
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -69,7 +71,6 @@ LABELS = ("negative", "neutral", "positive")
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"@\w+")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # as crm_ml.encoder.EMAIL
 _WHITE_SPACES = re.compile(r"\s\s+")
 
 
@@ -88,7 +89,7 @@ def preprocess(text: str) -> str:
     """
     text = html.unescape(text).lower()
     text = _URL.sub(" url ", text)
-    text = _EMAIL.sub(" email ", text)
+    text = EMAIL.sub(" email ", text)
     return _MENTION.sub(" @user ", text)
 
 
